@@ -1,0 +1,57 @@
+# Two commands do everything on a fresh machine:  make book   and   make test
+# Each target bootstraps .venv when it is missing.
+
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PROFILE     ?= cpu
+NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+STAMP       := $(VENV)/.emolib-installed
+
+.PHONY: setup data notebooks book test test-fast lint bench clean help
+
+help:
+	@echo "make book    set up, build EmoSynth, execute the notebooks (PROFILE=$(PROFILE)), render the book"
+	@echo "make test    set up, run every test (unit, integration, notebooks with nbval)"
+	@echo "make setup | data | notebooks | lint | bench | clean"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@command -v shellcheck >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1; } \
+	  || echo "note: shellcheck not installed; its test will be skipped"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	./data_download.sh synthetic $(if $(filter gpu,$(PROFILE)),--image-size 224 --size 20000 --out data/synthetic-224,)
+
+notebooks: setup data
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== papermill $$nb (profile $(PROFILE))"; \
+	  EMOLIB_PROFILE=$(PROFILE) $(VENV)/bin/papermill "$$nb" "$$nb" -k python3 --cwd notebooks \
+	    --no-progress-bar || exit 1; \
+	done
+
+book: notebooks
+	rm -rf book/notebooks && mkdir -p book/notebooks && cp $(NOTEBOOKS) book/notebooks/
+	$(VENV)/bin/jupyter-book build book -W --keep-going
+	@echo "open book/_build/html/index.html"
+
+test: setup
+	EMOLIB_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),notebooks --nbval-lax,)
+
+test-fast: setup
+	$(PY) -m pytest -q tests -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check emolib tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf book/_build book/notebooks .pytest_cache

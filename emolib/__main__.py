@@ -1,0 +1,3 @@
+from emolib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The canonical dataset layout every source is converted into, and its validation.
+
+A dataset lives in ``data/<name>/``::
+
+    metadata.csv   columns id,text,image,label,split (UTF-8); image is relative to images/
+    labels.json    ordered classes: [{"emoji": "😂", "name": "face with tears of joy"}, ...]
+    images/        the image files
+
+Validation errors name the offending row and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ("id", "text", "image", "label", "split")
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """Raised for a dataset that does not follow the canonical layout."""
+
+
+@dataclass(frozen=True)
+class Label:
+    emoji: str
+    name: str
+
+
+def write_labels(path: str | Path, labels: list[Label]) -> None:
+    data = [{"emoji": lab.emoji, "name": lab.name} for lab in labels]
+    Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def read_labels(path: str | Path) -> list[Label]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: write labels.json, a list of {{emoji, name}} objects")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{path} must hold a non-empty list of {{emoji, name}} objects")
+    labels = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "emoji" not in item:
+            raise DataError(f"{path} entry {i} must be an object with keys 'emoji' and 'name'")
+        labels.append(Label(str(item["emoji"]), str(item.get("name", item["emoji"]))))
+    emojis = [lab.emoji for lab in labels]
+    if len(set(emojis)) != len(emojis):
+        raise DataError(f"{path} lists an emoji twice; each class must appear once")
+    return labels
+
+
+def write_metadata(path: str | Path, frame: pd.DataFrame) -> None:
+    frame = frame.loc[:, list(COLUMNS)]
+    frame.to_csv(path, index=False, encoding="utf-8")
+
+
+def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
+    """Read and validate metadata.csv; labels may be given as emoji or as class names."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: a dataset needs metadata.csv with columns "
+                        f"{','.join(COLUMNS)}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    return validate_metadata(frame, labels, source=str(path))
+
+
+def validate_metadata(frame: pd.DataFrame, labels: list[Label], source: str = "metadata"
+                      ) -> pd.DataFrame:
+    """Check columns, splits, labels and ids; return the frame with an int ``y`` column."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; found {list(frame.columns)}. "
+                        f"The canonical columns are {','.join(COLUMNS)}"
+                        + (f"; rename or drop {extra}" if extra else ""))
+    frame = frame.loc[:, list(COLUMNS)].copy()
+    for col in COLUMNS:
+        frame[col] = frame[col].astype(str)
+    bad_split = ~frame["split"].isin(SPLITS)
+    if bad_split.any():
+        row = int(bad_split.idxmax())
+        raise DataError(f"{source} row {row + 2} (id {frame.at[row, 'id']!r}): unknown split "
+                        f"{frame.at[row, 'split']!r}; use one of {', '.join(SPLITS)}")
+    index = {lab.emoji: i for i, lab in enumerate(labels)}
+    index.update({lab.name: i for i, lab in enumerate(labels)})
+    y = frame["label"].map(index)
+    if y.isna().any():
+        row = int(y.isna().idxmax())
+        raise DataError(f"{source} row {row + 2} (id {frame.at[row, 'id']!r}): unknown label "
+                        f"{frame.at[row, 'label']!r}; add it to labels.json or fix the row "
+                        f"(known: {' '.join(lab.emoji for lab in labels)})")
+    dup = frame["id"].duplicated()
+    if dup.any():
+        row = int(dup.idxmax())
+        raise DataError(f"{source} row {row + 2}: duplicate id {frame.at[row, 'id']!r}; "
+                        "ids must be unique, rename or drop the repeated row")
+    empty_image = frame["image"].str.strip() == ""
+    if empty_image.any():
+        row = int(empty_image.idxmax())
+        raise DataError(f"{source} row {row + 2} (id {frame.at[row, 'id']!r}): empty image "
+                        "path; give a file name relative to images/ or drop the row")
+    frame["y"] = y.astype(int)
+    return frame

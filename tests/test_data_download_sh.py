@@ -1,0 +1,194 @@
+"""data_download.sh: a thin, strict shell layer over `python -m emolib data ...`.
+
+Most tests replace Python with a stub (PYTHON=stub) that records its arguments, so they
+check what the script forwards without running a converter; two run the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import fixtures_bad_data as fx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "data_download.sh"
+
+STUB = """#!/usr/bin/env bash
+printf '%s\\n' "$@" >>"$STUB_LOG"
+printf -- '--\\n' >>"$STUB_LOG"
+if [[ -n "${STUB_MAKE:-}" ]]; then
+    mkdir -p "$STUB_MAKE" && touch "$STUB_MAKE/metadata.csv" "$STUB_MAKE/labels.json"
+fi
+if [[ -n "${STUB_FAIL:-}" ]]; then echo "error: stub failed" >&2; exit 3; fi
+"""
+
+
+@pytest.fixture
+def stub(tmp_path):
+    path = tmp_path / "python-stub"
+    path.write_text(STUB)
+    path.chmod(0o755)
+    log = tmp_path / "stub.log"
+    return path, log
+
+
+def run(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def stub_env(stub, **extra) -> dict:
+    path, log = stub
+    return {"PYTHON": str(path), "STUB_LOG": str(log), **extra}
+
+
+def calls(stub) -> list[list[str]]:
+    log = stub[1]
+    if not log.exists():
+        return []
+    out, current = [], []
+    for line in log.read_text().splitlines():
+        if line == "--":
+            out.append(current)
+            current = []
+        else:
+            current.append(line)
+    return out
+
+
+def test_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck; `make setup` "
+                    "installs it)")
+    proc = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_script_is_executable_and_strict():
+    text = SCRIPT.read_text()
+    assert os.access(SCRIPT, os.X_OK)
+    assert "set -euo pipefail" in text and "eval" not in text
+    assert '${PYTHON:-}' in text and ".venv/bin/python" in text
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["instagram", "--help"]])
+def test_help_lists_sources_and_options(args):
+    proc = run(*args)
+    assert proc.returncode == 0 and proc.stderr == ""
+    for word in ("synthetic", "instagram", "twitter-emoticon", "--out", "--force", "--size",
+                 "--image-size 64|224", "--classes", "--seed", "--top-k", "--max-posts",
+                 "--from", "--url", "--sha256"):
+        assert word in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "no SOURCE given"),
+    (["flickr"], "unknown source 'flickr'"),
+    (["synthetic", "--top-k", "3"], "unknown option --top-k for synthetic"),
+    (["synthetic", "--size", "many"], "--size needs a whole number, got 'many'"),
+    (["synthetic", "--image-size", "128"], "--image-size must be 64 or 224, got '128'"),
+    (["synthetic", "--size"], "option --size needs a value"),
+    (["synthetic", "stray"], "unexpected argument 'stray'"),
+    (["twitter-emoticon"], "needs exactly one of --from DIR or --url URL --sha256 HEX"),
+    (["twitter-emoticon", "--from", "a", "--url", "b"], "needs exactly one of --from"),
+    (["twitter-emoticon", "--url", "http://x/y.zip"], "--url needs --sha256 HEX"),
+    (["twitter-emoticon", "--url", "u", "--sha256", "xyz"], "--sha256 needs 64 hex digits"),
+])
+def test_bad_usage_fails_with_one_line(stub, args, message):
+    proc = run(*args, env=stub_env(stub))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert proc.stderr.startswith("data_download.sh: ")
+    assert calls(stub) == []
+
+
+def test_synthetic_forwards_and_marks_complete(stub, tmp_path):
+    out = tmp_path / "syn dir"  # a space: every variable must be quoted
+    env = stub_env(stub, STUB_MAKE=str(out))
+    proc = run("synthetic", "--out", str(out), "--size", "10", "--image-size", "64",
+               "--classes", "4", "--seed", "3", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert calls(stub) == [["-m", "emolib", "data", "synth", "--out", str(out), "--size", "10",
+                            "--image-size", "64", "--classes", "4", "--seed", "3"]]
+    assert (out / ".complete").is_file()
+
+    again = run("synthetic", "--out", str(out), env=env)
+    assert again.returncode == 0 and "already complete; nothing to do" in again.stdout
+    assert len(calls(stub)) == 1  # Python was not called again
+
+    forced = run("synthetic", "--out", str(out), "--force", env=env)
+    assert forced.returncode == 0
+    assert calls(stub)[-1][-1] == "--force" and (out / ".complete").is_file()
+
+
+def test_equals_form_and_other_sources(stub, tmp_path):
+    out = tmp_path / "ig"
+    assert run("instagram", f"--out={out}", "--top-k=5", "--max-posts", "100",
+               env=stub_env(stub)).returncode == 0
+    sha = "ab" * 32
+    assert run("twitter-emoticon", "--url", "https://example.org/tw.zip", "--sha256", sha,
+               "--out", str(tmp_path / "tw"), env=stub_env(stub)).returncode == 0
+    assert calls(stub) == [
+        ["-m", "emolib", "data", "instagram", "--out", str(out), "--top-k", "5",
+         "--max-posts", "100"],
+        ["-m", "emolib", "data", "twitter-emoticon", "--out", str(tmp_path / "tw"), "--url",
+         "https://example.org/tw.zip", "--sha256", sha],
+    ]
+    assert not (out / ".complete").exists()  # the stub made nothing: nothing is marked
+
+
+def test_default_out_is_data_source_next_to_the_script(stub, tmp_path):
+    target = ROOT / "data" / "instagram"
+    if (target / ".complete").exists():
+        pytest.skip(f"{target} already holds a dataset")
+    assert run("instagram", env=stub_env(stub), cwd=tmp_path).returncode == 0
+    assert calls(stub)[0][4:6] == ["--out", str(target)]
+
+
+def test_python_failure_is_passed_on_and_nothing_is_marked(stub, tmp_path):
+    out = tmp_path / "o"
+    proc = run("synthetic", "--out", str(out), env=stub_env(stub, STUB_FAIL="1",
+                                                             STUB_MAKE=str(out)))
+    assert proc.returncode == 3 and proc.stderr == "error: stub failed\n"
+    assert not (out / ".complete").exists()
+
+
+def test_missing_python_is_named(tmp_path):
+    proc = run("synthetic", "--out", str(tmp_path / "o"), env={"PYTHON": "no-such-python3"})
+    assert proc.returncode == 1
+    assert proc.stderr == ("data_download.sh: cannot find Python 'no-such-python3'; run "
+                           "'make setup' or set PYTHON\n")
+
+
+# ------------------------------------------------------------------ the real thing
+
+
+def test_real_twitter_emoticon_from_folder(tmp_path):
+    expected = fx.make_bad_dataset(tmp_path / "src")
+    out = tmp_path / "tw"
+    env = {"PYTHONPATH": ""}
+    proc = run("twitter-emoticon", "--from", str(tmp_path / "src"), "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}: {expected['rows']} rows" in proc.stdout
+    assert "skipped: 15 rows" in proc.stdout
+    assert (out / ".complete").is_file()
+    again = run("twitter-emoticon", "--from", str(tmp_path / "src"), "--out", str(out), env=env)
+    assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_real_error_is_one_line(tmp_path):
+    proc = run("twitter-emoticon", "--from", str(tmp_path / "nothing"),
+               "--out", str(tmp_path / "o"))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
+
+
+def test_real_synthetic(tmp_path):
+    out = tmp_path / "syn"
+    proc = run("synthetic", "--out", str(out), "--size", "40", "--classes", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "metadata.csv").is_file() and (out / ".complete").is_file()

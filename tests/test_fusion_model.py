@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+
+from emolib.config import get_profile
+from emolib.fusion import AttentionFusion, ConcatFusion, modality_tokens
+from emolib.model import EmoticonModel, compute_loss
+
+
+def batch(n=4, size=32, length=10):
+    g = torch.Generator().manual_seed(0)
+    return {"pixel_values": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
+                                          generator=g),
+            "input_ids": torch.randint(100, 1000, (n, length), generator=g),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.tensor([0, 1, 2, 3][:n])}
+
+
+def test_attention_weights_are_a_distribution_per_head_and_depend_on_input():
+    fusion = AttentionFusion(16, num_tokens=3, heads=4)
+    t, v = torch.randn(5, 16), torch.randn(5, 16)
+    fused, w = fusion(modality_tokens(t, v))
+    assert fused.shape == (5, 16) and w.shape == (5, 4, 3)
+    assert torch.allclose(w.sum(-1), torch.ones(5, 4), atol=1e-6)
+    assert not torch.allclose(w[0], w[1])  # content-dependent, not a constant gate
+    fused.sum().backward()
+    assert fusion.query.grad is not None and fusion.query.grad.abs().sum() > 0
+
+
+def test_attention_pooling_matches_a_manual_computation():
+    fusion = AttentionFusion(8, num_tokens=3, heads=2).eval()
+    tokens = torch.randn(2, 3, 8)
+    _, w = fusion(tokens)
+    x = fusion.norm(tokens + fusion.type_embed)
+    k = fusion.key(x).view(2, 3, 2, 4)
+    manual = torch.stack([torch.softmax(torch.stack([fusion.query[h] @ k[b, m, h] / 2
+                                                     for m in range(3)]), 0)
+                          for b in range(2) for h in range(2)]).view(2, 2, 3)
+    assert torch.allclose(w, manual, atol=1e-6)
+
+
+def test_concat_fusion_and_single_modality_tokens():
+    fused, w = ConcatFusion(16, num_tokens=3)(torch.randn(5, 3, 16))
+    assert fused.shape == (5, 16) and w is None
+    assert modality_tokens(torch.randn(2, 8), None).shape == (2, 1, 8)
+    with pytest.raises(ValueError):
+        modality_tokens(None, None)
+
+
+@pytest.mark.parametrize("mode, fusion", [("both", "attention"), ("both", "concat"),
+                                          ("text", "attention"), ("image", "concat")])
+def test_model_modes_forward_backward(mode, fusion):
+    cfg = get_profile("smoke").model
+    cfg.mode, cfg.fusion = mode, fusion
+    model = EmoticonModel(cfg)
+    b = batch()
+    out = model(**b)
+    assert out.logits.shape == (4, cfg.num_classes)
+    assert (out.text_embed is None) == (mode == "image")
+    assert (out.image_embed is None) == (mode == "text")
+    assert (out.contrastive is None) == (mode != "both")
+    if out.text_embed is not None:
+        assert torch.allclose(out.text_embed.norm(dim=-1), torch.ones(4), atol=1e-5)
+    loss, parts = compute_loss(out, b["labels"], 0.5)
+    loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trainable if p.dim() > 1)
+
+
+def test_loss_is_ce_plus_lambda_contrastive():
+    model = EmoticonModel(get_profile("smoke").model)
+    b = batch()
+    out = model(**b)
+    l0, parts = compute_loss(out, b["labels"], 0.0)
+    l2, _ = compute_loss(out, b["labels"], 2.0)
+    assert l0.item() == pytest.approx(parts["ce"].item())
+    assert l2.item() == pytest.approx(parts["ce"].item() + 2 * parts["contrastive"].item(), rel=1e-6)
+
+
+def test_save_load_round_trip_is_exact_and_offline(tmp_path):
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    model.save(tmp_path / "m", extra={"labels": []})
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["backbones"]["text"]["source"] == "random"
+    loaded = EmoticonModel.load(tmp_path / "m").eval()
+    b = batch()
+    assert torch.equal(model(**b).logits, loaded(**b).logits)
+
+
+def test_bad_model_config_is_refused():
+    cfg = get_profile("smoke").model
+    cfg.fusion = "sum"
+    with pytest.raises(ValueError, match="fusion must be"):
+        EmoticonModel(cfg)
+
+
+def test_no_unsafe_torch_load_anywhere():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for path in list((root / "emolib").rglob("*.py")) + list((root / "benchmarks").rglob("*.py")):
+        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path}: {call}"
+        assert "trust_remote_code=True" not in path.read_text(), path

@@ -1,0 +1,109 @@
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emolib.losses import MAX_LOGIT_SCALE, ContrastiveLoss, clip_loss
+
+
+def brute_force(text: np.ndarray, image: np.ndarray, scale: float) -> float:
+    """InfoNCE written out with loops, in float64."""
+    n = len(text)
+    sims = scale * text @ image.T
+    row = [-(sims[i, i] - math.log(sum(math.exp(sims[i, j]) for j in range(n)))) for i in range(n)]
+    col = [-(sims[j, j] - math.log(sum(math.exp(sims[i, j]) for i in range(n)))) for j in range(n)]
+    return (sum(row) / n + sum(col) / n) / 2
+
+
+def unit(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
+
+
+@pytest.mark.parametrize("n, d, scale", [(2, 4, 1.0), (7, 16, 14.3), (32, 8, 100.0)])
+def test_matches_brute_force_float64(n, d, scale):
+    t, v = unit(n, d, 0), unit(n, d, 1)
+    got = clip_loss(t, v, torch.tensor(scale, dtype=torch.float64))
+    assert got.item() == pytest.approx(brute_force(t.numpy(), v.numpy(), scale), rel=1e-10)
+
+
+def test_perfect_alignment_beats_random():
+    t = unit(16, 32, 0)
+    scale = torch.tensor(50.0, dtype=torch.float64)
+    assert clip_loss(t, t, scale) < 0.1 < clip_loss(t, unit(16, 32, 9), scale)
+
+
+def test_gradcheck():
+    t = unit(5, 6, 2).requires_grad_()
+    v = unit(5, 6, 3).requires_grad_()
+    s = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(clip_loss, (t, v, s))
+
+
+def test_temperature_init_and_clamp():
+    loss = ContrastiveLoss(0.07)
+    assert loss.temperature == pytest.approx(0.07, rel=1e-6)
+    with torch.no_grad():
+        loss.logit_scale.fill_(10.0)  # exp(10) >> 100
+    assert loss.scale().item() == MAX_LOGIT_SCALE
+    t = unit(4, 8, 0).float()
+    loss(t, t).backward()
+    assert loss.logit_scale.grad.item() == 0.0  # clamped: no gradient pushes it further
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match=r"must both be \(N, D\)"):
+        clip_loss(torch.zeros(3, 4), torch.zeros(4, 4), torch.tensor(1.0))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, t_all, v_all, out):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    n = len(t_all) // world
+    t = t_all[rank * n:(rank + 1) * n].clone().requires_grad_()
+    v = v_all[rank * n:(rank + 1) * n].clone().requires_grad_()
+    crit = ContrastiveLoss(0.07).double()
+    loss = crit(t, v)
+    loss.backward()
+    # As DDP would: average the parameter gradient over ranks; local feature gradients
+    # are already complete (all_gather's backward sums them across ranks) and so are
+    # `world` times the gradient of the one global loss.
+    grad_scale = crit.logit_scale.grad.clone()
+    dist.all_reduce(grad_scale)
+    out[rank] = {"loss": loss.item(), "t_grad": t.grad / world, "v_grad": v.grad / world,
+                 "scale_grad": grad_scale / world}
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one_process_on_the_full_batch():
+    import torch.multiprocessing as mp
+
+    world, n, d = 2, 8, 6
+    t_all, v_all = unit(n, d, 4), unit(n, d, 5)
+    ref_t, ref_v = t_all.clone().requires_grad_(), v_all.clone().requires_grad_()
+    ref = ContrastiveLoss(0.07).double()
+    ref_loss = ref(ref_t, ref_v)
+    ref_loss.backward()
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.start_processes(_worker, args=(world, _free_port(), t_all, v_all, out), nprocs=world,
+                       start_method="spawn", join=True)
+    for rank in range(world):
+        r = out[rank]
+        assert r["loss"] == pytest.approx(ref_loss.item(), abs=1e-5)
+        sl = slice(rank * n // world, (rank + 1) * n // world)
+        assert torch.allclose(r["t_grad"], ref_t.grad[sl], atol=1e-5)
+        assert torch.allclose(r["v_grad"], ref_v.grad[sl], atol=1e-5)
+        assert torch.allclose(r["scale_grad"], ref.logit_scale.grad, atol=1e-5)
