@@ -75,7 +75,8 @@ def test_loss_is_ce_plus_lambda_contrastive():
     l0, parts = compute_loss(out, b["labels"], 0.0)
     l2, _ = compute_loss(out, b["labels"], 2.0)
     assert l0.item() == pytest.approx(parts["ce"].item())
-    assert l2.item() == pytest.approx(parts["ce"].item() + 2 * parts["contrastive"].item(), rel=1e-6)
+    expected = parts["ce"].item() + 2 * parts["contrastive"].item()
+    assert l2.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_save_load_round_trip_is_exact_and_offline(tmp_path):

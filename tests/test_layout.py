@@ -28,7 +28,8 @@ def test_valid_frame_gets_integer_labels_and_names_are_accepted():
 
 def test_wrong_columns_are_named_with_the_fix():
     bad = frame().rename(columns={"text": "tweet"})
-    with pytest.raises(DataError, match=r"missing column\(s\) \['text'\].*rename or drop \['tweet'\]"):
+    pattern = r"missing column\(s\) \['text'\].*rename or drop \['tweet'\]"
+    with pytest.raises(DataError, match=pattern):
         validate_metadata(bad, LABELS)
 
 
