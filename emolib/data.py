@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torchvision.transforms import v2
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from emolib.images import ImageSkip, load_rgb
 from emolib.layout import DataError, Label, read_labels, read_metadata

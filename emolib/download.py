@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 #: Extraction limits: an archive above these is refused as a possible zip bomb.
 MAX_MEMBERS = 200_000

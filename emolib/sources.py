@@ -35,7 +35,7 @@ from pathlib import Path
 import emoji
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from emolib.download import DownloadError, check_disk_space, download, extract_archive
 from emolib.images import MAX_SIDE, ImageSkip, load_rgb, save_rgb

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from emolib.config import ModelConfig, Profile, TrainConfig, get_profile
 from emolib.data import BatchIterator, DatasetInfo, TensorCache, build_cache, load_dataset
