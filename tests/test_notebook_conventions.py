@@ -1,0 +1,76 @@
+"""Every chapter follows notebooks/CONVENTIONS.md, and the book lists every chapter."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["00_overview", "01_dataset", "02_text_encoder", "03_image_encoder",
+            "04_contrastive_loss", "05_attention_fusion", "06_training", "07_evaluation",
+            "08_embedding_space"]
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_all_nine_chapters_exist():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+def test_toc_lists_every_notebook_and_every_page_exists():
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    files = [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    assert [f"notebooks/{n}" for n in EXPECTED] == [f for f in files if f.startswith("notebooks/")]
+    for f in files:
+        if not f.startswith("notebooks/"):
+            assert (ROOT / "book" / f"{f}.md").is_file(), f
+
+
+def test_book_config_is_offline_and_strict():
+    cfg = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["launch_buttons"]["colab_url"]
+    assert "-W" in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_conventions(path):
+    nb = load(path)
+    cells = nb["cells"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    first = source(cells[0])
+    assert cells[0]["cell_type"] == "markdown" and first.startswith(f"# {path.stem[:2]}")
+    slug = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())["repository"]["url"]
+    slug = slug.removeprefix("https://github.com/")
+    assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in first
+    install = source(cells[1])
+    assert '"google.colab" in sys.modules' in install and "pip install" in install
+    assert not re.search(r"pip install[^\n]*\btorch\b", install), "never reinstall torch"
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and "EMOLIB_PROFILE" in source(params[0])
+    code = [source(c) for c in cells if c["cell_type"] == "code"]
+    assert sum(s.startswith("# NBVAL_CHECK_OUTPUT") for s in code) >= 2
+    assert any("from emolib" in s or "import emolib" in s for s in code)
+    headers = [source(c).strip().splitlines()[0] for c in cells[-2:]]
+    assert headers == ["## Summary", "## Exercises"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_come_from_a_run(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code[2:]), "every cell executed"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "at least one figure"
+    text = json.dumps(nb)
+    assert "/work/" not in text and "/home/" not in text, "machine-specific path in outputs"
