@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train(args.profile, args.data, args.out, mode=args.mode, fusion=args.fusion,
                    resume=not args.no_resume, **overrides)
     m = result.test_metrics
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     print(f"test ({m['n']} posts): accuracy {m['accuracy']:.4f}  MCC {m['mcc']:.4f}  "
           f"macro-F1 {m['macro_f1']:.4f}  -> {result.out_dir}")
     return 0

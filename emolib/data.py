@@ -74,7 +74,13 @@ def image_transform(image_size: int, train: bool = False) -> v2.Compose:
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> normalised float, on whatever device the batch lives."""
+    """uint8 (B, 3, S, S) -> normalised float, on whatever device the batch lives.
+
+    Equal statistics for every channel are applied as Python scalars: a tensor built from a
+    list on the GPU is a blocking host-to-device copy, a host sync in every training step.
+    """
+    if len(set(IMAGE_MEAN)) == 1 and len(set(IMAGE_STD)) == 1:
+        return (images.float() / 255.0 - IMAGE_MEAN[0]) / IMAGE_STD[0]
     mean = torch.tensor(IMAGE_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255.0 - mean) / std
@@ -225,18 +231,21 @@ class BatchIterator:
 
     With ``world_size > 1`` each rank takes every ``world_size``-th sample of the same
     permutation (as ``DistributedSampler`` does), so ranks see disjoint equal shares.
-    Padding columns that no text in the batch uses are trimmed before the copy.
+    Padding columns that no text in the batch uses are trimmed before the copy; with
+    ``trim=False`` every batch keeps the cache's full width (fixed shapes, for torch.compile).
     """
 
     def __init__(self, cache: TensorCache, indices: np.ndarray, batch_size: int,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
+                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu",
+                 trim: bool = True):
         if len(indices) == 0:
             raise DataError("this split has no usable samples")
         self.cache, self.indices = cache, np.asarray(indices)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.device = torch.device(device)
+        self.trim = trim
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -267,15 +276,20 @@ class BatchIterator:
     def batch(self, idx: np.ndarray, pin: bool = False) -> dict[str, torch.Tensor]:
         c = self.cache
         mask = c.attention_mask[idx]
-        width = max(int(mask.sum(1).max()), 1)
-        rows = np.sort(c.rows[idx])
-        order = np.argsort(np.argsort(c.rows[idx]))  # memmap reads are fastest when sorted
-        out = {
-            "pixel_values": torch.from_numpy(np.ascontiguousarray(c.images[rows][order])),
+        width = max(int(mask.sum(1).max()), 1) if self.trim else mask.shape[1]
+        # one copy of each image, from the memmap straight into (pinned) host memory, read in
+        # row order (fastest from disk): one copy where gather, reorder and pin made three
+        rows = c.rows[idx]
+        images = torch.empty((len(idx), *c.images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+        dst = images.numpy()
+        for k in np.argsort(rows, kind="stable"):
+            dst[k] = c.images[rows[k]]
+        small = {
             "input_ids": c.input_ids[idx, :width].long(),
             "attention_mask": mask[:, :width].long(),
             "labels": c.labels[idx],
         }
         if pin:
-            out = {k: v.pin_memory() for k, v in out.items()}
+            small = {k: v.pin_memory() for k, v in small.items()}
+        out = {"pixel_values": images, **small}
         return {k: v.to(self.device, non_blocking=True) for k, v in out.items()}

@@ -4,10 +4,17 @@ atomic checkpoints each epoch and exact resume; DDP under ``torchrun``.
 Exact resume works because nothing random carries over from one epoch to the next: each
 epoch reseeds torch (dropout) and the batch order from ``(seed, epoch)``, and the
 checkpoint holds the weights, optimizer, schedule and history.
+
+Under ``torchrun`` every rank trains on its own share of each epoch's permutation
+(``batch_size`` is per rank), the contrastive loss spans the global batch, and rank 0
+alone writes files. Every rank evaluates (the contrastive head all-gathers, so the forward
+is a collective) and rank 0's metrics are broadcast: all take the same early-stopping
+decision.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -18,6 +25,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,11 +74,30 @@ def setup_distributed() -> DistInfo:
         return DistInfo(device=default_device())
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
+    if cuda:  # before the process group, so NCCL binds each rank to its own GPU
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(local)
+        atexit.register(_destroy_process_group)
     return DistInfo(rank, world, local, torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_from_main(info: DistInfo, value: Any) -> Any:
+    """Rank 0's ``value`` (picklable) on every rank.
+
+    For metrics: every rank then takes the same early-stopping decision, even if its own
+    evaluation differed in the last bit (ranks that disagree would hang DDP).
+    """
+    if info.world_size > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    return value
 
 
 def autocast(device: torch.device, amp: str):
@@ -78,6 +105,12 @@ def autocast(device: torch.device, amp: str):
     if device.type == "cuda" and amp in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def enable_tf32(device: torch.device) -> None:
+    """Let fp32 matmuls left outside autocast use TF32 tensor cores (CUDA only; global)."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
 
 
 def param_groups(model: EmoticonModel, cfg: TrainConfig) -> list[dict]:
@@ -111,10 +144,46 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
 
 def make_optimizer(model: EmoticonModel, cfg: TrainConfig, device: torch.device,
                    total_steps: int):
+    """AdamW (fused into one kernel per step on CUDA) and its warmup + cosine schedule."""
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(param_groups(model, cfg), fused=fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_ratio))
     return opt, sched
+
+
+def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
+               sched: torch.optim.lr_scheduler.LRScheduler | None, cfg: TrainConfig
+               ) -> torch.Tensor:
+    """One optimisation step: forward under autocast, CE + lambda * InfoNCE, backward,
+    clipping, AdamW, schedule. ``model`` may be wrapped (DDP, torch.compile).
+
+    Returns the detached ``(loss, ce, contrastive)`` as one tensor on the device, without
+    reading it: a read would make the host wait for the GPU, so callers accumulate and
+    read once per epoch.
+    """
+    with autocast(batch["labels"].device, cfg.amp):
+        res = model(**batch)
+        loss, parts = compute_loss(res, batch["labels"], cfg.contrastive_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+    contrastive = parts.get("contrastive")
+    if contrastive is None:
+        contrastive = torch.zeros_like(parts["ce"])
+    return torch.stack([loss.detach(), parts["ce"], contrastive])
+
+
+def train_batches(cache: TensorCache, cfg: TrainConfig, info: DistInfo) -> BatchIterator:
+    """The training split as this rank's shuffled batches (fixed width under compile)."""
+    n = len(cache.indices("train"))
+    return BatchIterator(cache, cache.indices("train"), cfg.batch_size, shuffle=True,
+                         drop_last=n >= 2 * cfg.batch_size * info.world_size, seed=cfg.seed,
+                         rank=info.rank, world_size=info.world_size, device=info.device,
+                         trim=not cfg.compile)
 
 
 @torch.no_grad()
@@ -174,12 +243,9 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         out.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    enable_tf32(device)
     model.to(device)
-    train_iter = BatchIterator(cache, cache.indices("train"), cfg.batch_size, shuffle=True,
-                               drop_last=len(cache.indices("train")) >= 2 * cfg.batch_size
-                               * info.world_size,
-                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-                               device=device)
+    train_iter = train_batches(cache, cfg, info)
     val_iter = BatchIterator(cache, cache.indices("val"), cfg.eval_batch_size, device=device)
     total_steps = cfg.epochs * len(train_iter)
     opt, sched = make_optimizer(model, cfg, device, total_steps)
@@ -214,27 +280,20 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (progress and info.is_main))
         for step, batch in enumerate(bar):
-            with autocast(device, cfg.amp):
-                res = step_model(**batch)
-                loss, parts = compute_loss(res, batch["labels"], cfg.contrastive_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            sums += torch.stack([loss.detach(), parts["ce"],
-                                 parts.get("contrastive", torch.zeros((), device=device))])
+            sums += train_step(step_model, batch, opt, sched, cfg)
             seen += len(batch["labels"])
-            if step % 20 == 0 and bar.disable is False:
+            if step % 20 == 0 and bar.disable is False:  # one host sync per 20 steps
                 bar.set_postfix(loss=f"{float(sums[0]) / (step + 1):.3f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the clock reads finished work
         elapsed = time.perf_counter() - t0
         steps = max(1, len(train_iter))
         if info.world_size > 1:
             dist.all_reduce(sums)
             sums /= info.world_size
-        val = predict(model, val_iter, cfg.amp)
-        val_metrics = classification_metrics(val["labels"], val["logits"])
+        val = predict(model, val_iter, cfg.amp)  # on every rank: the forward all-gathers
+        val_metrics = broadcast_from_main(info, classification_metrics(val["labels"],
+                                                                       val["logits"]))
         row = {"epoch": epoch + 1, "train_loss": float(sums[0]) / steps,
                "train_ce": float(sums[1]) / steps, "train_contrastive": float(sums[2]) / steps,
                **{f"val_{k}": v for k, v in val_metrics.items()},
@@ -316,9 +375,10 @@ def train(profile: str | Profile | None, data_dir: str | Path, out_dir: str | Pa
     contrastive_weight, seed, ...).
     """
     info_d = setup_distributed()
-    model_cfg, train_cfg, info, tokenizer, cache = prepare(
-        profile, data_dir, mode=mode, fusion=fusion, progress=progress and info_d.is_main,
-        **train_overrides)
+    with main_first(info_d):  # rank 0 builds the image cache; the others then read it
+        model_cfg, train_cfg, info, tokenizer, cache = prepare(
+            profile, data_dir, mode=mode, fusion=fusion, progress=progress and info_d.is_main,
+            **train_overrides)
     set_seed(train_cfg.seed)
     model = EmoticonModel(model_cfg)
     out = Path(out_dir)
@@ -334,17 +394,31 @@ def train(profile: str | Profile | None, data_dir: str | Path, out_dir: str | Pa
     result = fit(model, cache, train_cfg, out, dist_info=info_d, resume=resume,
                  stop_after_epoch=stop_after_epoch, progress=progress, extra_config=extra)
     best = out / "best"
-    if best.is_dir():
+    if best.is_dir():  # fit ends with a barrier: rank 0 has finished writing it
         model = EmoticonModel.load(best, device=info_d.device)
-    test_metrics = evaluate(model, cache, "test", train_cfg.eval_batch_size, train_cfg.amp)
+    test_metrics = broadcast_from_main(info_d, evaluate(model, cache, "test",
+                                                        train_cfg.eval_batch_size, train_cfg.amp))
     if info_d.is_main:
         (out / "test_metrics.json").write_text(json.dumps(test_metrics, indent=1))
     return TrainResult(out, model, result.history, test_metrics, info, cache)
 
 
+@contextlib.contextmanager
+def main_first(info: DistInfo):
+    """Rank 0 runs the block first, then the other ranks (shared files are written once)."""
+    if info.world_size > 1 and not info.is_main:
+        dist.barrier()
+    yield
+    if info.world_size > 1 and info.is_main:
+        dist.barrier()
+
+
 def evaluate(model: EmoticonModel, cache: TensorCache, split: str = "test",
              batch_size: int = 256, amp: str = "auto") -> dict:
-    """Metrics of ``model`` on a cached split."""
+    """Metrics of ``model`` on a cached split.
+
+    Under torch.distributed call it on every rank: the contrastive head all-gathers.
+    """
     device = next(model.parameters()).device
     batches = BatchIterator(cache, cache.indices(split), batch_size, device=device)
     res = predict(model, batches, amp)

@@ -28,7 +28,7 @@ def broken_copy(tiny_synth, tmp_path):
     import shutil
 
     root = tmp_path / "ds"
-    shutil.copytree(tiny_synth, root)
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("cache"))
     meta = pd.read_csv(root / "metadata.csv")
     (root / "images" / meta.at[0, "image"]).write_bytes(b"not an image")
     (root / "images" / meta.at[1, "image"]).unlink()

@@ -1,0 +1,148 @@
+"""Data-parallel training on the CPU (gloo): 2 processes must compute what 1 process does.
+
+Each rank trains on its half of the global batch; DDP averages the gradients and the
+contrastive loss all-gathers the embeddings, so 2 ranks x batch b must end with the weights
+of 1 process x batch 2b. Dropout would draw different masks per rank: the test turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from emolib.config import get_profile
+from emolib.synth import SynthConfig, generate
+
+BATCH = 32  # global batch 64: 2 steps an epoch over the 128 training posts of tiny_synth
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_synth, tmp_path_factory):
+    """A private copy of the tiny dataset: its image cache is built here, not in the shared
+    one (tests/test_data.py copies the shared folder and expects no cache in it)."""
+    root = tmp_path_factory.mktemp("ddp") / "emosynth"
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("cache"))
+    return root
+
+
+def _no_dropout_profile():
+    prof = get_profile("smoke")
+    prof.model.dropout = 0.0
+    for enc in (prof.model.text, prof.model.image):
+        enc.arch = {**enc.arch, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    return prof
+
+
+# Adam divides each gradient by its own magnitude (+ eps = 1e-8), so an element whose true
+# gradient is 0 (a bias on attention keys: softmax ignores shifts) steps by float noise over
+# 1e-8, up to ~lr. With eps = 1e-6 that noise stays 10x below the test's tolerance.
+DAMPED_ADAMW = functools.partial(torch.optim.AdamW, eps=1e-6)
+
+
+def _fit(data, out, batch_size, dist_info=None, **kw):
+    """The same setup on every rank: configs, cache, seeded model, then ``fit``."""
+    from emolib.model import EmoticonModel
+    from emolib.train import fit, prepare, set_seed
+
+    model_cfg, cfg, *_, cache = prepare(_no_dropout_profile(), data, progress=False,
+                                        batch_size=batch_size, epochs=2, patience=10)
+    set_seed(cfg.seed)
+    model = EmoticonModel(model_cfg)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(model, cache, cfg, out, dist_info=dist_info, progress=False, **kw)
+    return model, result, len(cache.indices("train")), initial
+
+
+def _worker(rank, world, port, data, out, results):
+    import torch.distributed as dist
+
+    import emolib.model
+    import emolib.train as T
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.optim.AdamW = DAMPED_ADAMW  # this process only
+    writes = []  # only rank 0 may write files
+    save_checkpoint, save_model = T._atomic_save, emolib.model.EmoticonModel.save
+    T._atomic_save = lambda *a: (writes.append("checkpoint"), save_checkpoint(*a))
+    emolib.model.EmoticonModel.save = lambda *a, **k: (writes.append("best"),
+                                                       save_model(*a, **k))
+    info = T.setup_distributed()
+    assert (info.rank, info.world_size) == (rank, world)
+    # interrupted after epoch 1, then resumed: every rank must load weights *and* optimizer
+    _fit(data, out, BATCH, info, stop_after_epoch=1)
+    model, result, *_ = _fit(data, out, BATCH, info)
+    results[rank] = {"state": {k: v.clone() for k, v in model.state_dict().items()},
+                     "history": result.history.drop(columns=["epoch_seconds",
+                                                             "samples_per_second"]),
+                     "writes": writes}
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_train_like_one_process_on_the_full_batch(dataset, tmp_path,
+                                                                monkeypatch):
+    import torch.multiprocessing as mp
+
+    monkeypatch.setattr(torch.optim, "AdamW", DAMPED_ADAMW)
+    ref_model, ref, n_train, initial = _fit(dataset, tmp_path / "one", 2 * BATCH)
+    assert n_train // (2 * BATCH) == 2  # two steps an epoch, as on the two ranks
+    results = mp.Manager().dict()
+    ctx = mp.start_processes(_worker, args=(2, _free_port(), dataset, tmp_path / "two",
+                                            results), nprocs=2, start_method="spawn", join=False)
+    deadline = time.monotonic() + 300
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:  # a collective one rank never reached: fail, not hang
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("the two ranks did not finish within 300 s (deadlock?)")
+    ref_state = ref_model.state_dict()
+    for rank in (0, 1):
+        state = results[rank]["state"]
+        assert state.keys() == ref_state.keys()
+        for key, value in ref_state.items():
+            torch.testing.assert_close(state[key], value, atol=1e-5, rtol=0,
+                                       msg=lambda m, key=key: f"{key}: {m}")
+    for key in ref_state:  # the ranks agree with each other exactly
+        assert torch.equal(results[0]["state"][key], results[1]["state"][key]), key
+    # same metrics (rank 0's, broadcast) on both ranks; only rank 0 wrote files
+    hist = [results[r]["history"] for r in (0, 1)]
+    assert hist[0].equals(hist[1]) and len(hist[0]) == 2
+    assert results[0]["writes"] and results[1]["writes"] == []
+    assert hist[0]["train_loss"].tolist() == pytest.approx(ref.history["train_loss"].tolist(),
+                                                           abs=1e-5)
+    moved = (ref_state["fusion.out.weight"] - initial["fusion.out.weight"]).abs().max()
+    assert moved > 100 * 1e-5  # the weights moved far more than the tolerance
+
+
+def test_torchrun_entry_point_trains_on_two_cpu_processes(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "run"
+    generate(data, SynthConfig(size=120, image_size=32, seed=5), progress=False)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "emolib", "train", "--profile", "smoke", "--data", str(data), "--out", str(out),
+           "--epochs", "1", "--batch-size", "16"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list(out.glob("*.pt"))) == 1 and (out / "checkpoint.pt").is_file()
+    assert len(json.loads((out / "metrics.json").read_text())) == 1
+    assert json.loads((out / "test_metrics.json").read_text())["n"] > 0
+    # both ranks built or read the image cache without racing each other
+    assert len(list((data / "cache").glob("images_*.npy"))) == 1
+    assert not list((data / "cache").glob("tmp_*"))
+
