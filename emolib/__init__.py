@@ -7,3 +7,9 @@ cache), ``encoders``, ``losses`` (InfoNCE), ``fusion``, ``model``, ``train``,
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# Inside a notebook kernel without ipywidgets, transformers' progress bars warn (with an
+# absolute path) that IProgress is missing; emolib's own bars are plain text.
+_warnings.filterwarnings("ignore", message="IProgress not found")
