@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
@@ -41,10 +42,12 @@ def _from_pretrained(loader, name: str, **kwargs):
         kwargs["local_files_only"] = True
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the pooler we drop is not news
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise
     try:
         return loader.from_pretrained(name, trust_remote_code=False, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(cfg: ModelConfig):
@@ -190,3 +193,41 @@ class ImageEncoder(Encoder):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(pixel_values=pixel_values).last_hidden_state
         return self.pool(hidden, None)
+
+
+# ---------------------------------------------------------------- looking inside (ch. 02, 03)
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C*patch*patch): the ViT token sequence before projection.
+
+    Patches are taken row by row (as ViT flattens its patch grid); each patch is flattened
+    channel-first, the layout of a ``Conv2d(C, D, patch, stride=patch)`` kernel, so
+    ``patchify(x, p) @ conv.weight.flatten(1).T + conv.bias`` equals that convolution.
+    """
+    b, c, h, w = images.shape
+    if h % patch or w % patch:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch}")
+    grid = images.reshape(b, c, h // patch, patch, w // patch, patch)
+    return grid.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), -1)
+
+
+def nearest_neighbours(embeddings: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """(N, D) -> (N, k) indices of each row's k most cosine-similar *other* rows."""
+    if not 1 <= k < len(embeddings):
+        raise ValueError(f"k must be between 1 and N-1 = {len(embeddings) - 1}; got {k}")
+    unit = torch.nn.functional.normalize(embeddings.float(), dim=-1)
+    sim = unit @ unit.T
+    sim.fill_diagonal_(-float("inf"))
+    return sim.topk(k, dim=1).indices
+
+
+def neighbour_agreement(embeddings: torch.Tensor, groups, k: int = 1) -> float:
+    """Share of (row, neighbour) pairs among the k nearest neighbours that have equal groups.
+
+    With G balanced groups, chance is about 1/G: a score well above it says the embedding
+    space groups the rows the way ``groups`` does.
+    """
+    groups = torch.as_tensor(np.array(groups))  # a copy: pandas arrays may be read-only
+    if len(groups) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(groups)} groups")
+    nn_idx = nearest_neighbours(embeddings, k)
+    return float((groups[nn_idx] == groups.unsqueeze(1)).float().mean())

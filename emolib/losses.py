@@ -66,3 +66,30 @@ class ContrastiveLoss(nn.Module):
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``text``, ``image``: L2-normalised (N_local, D) embeddings of matching pairs."""
         return clip_loss(gather_with_grad(text), gather_with_grad(image), self.scale())
+
+
+def infonce_floor(batch_size: int, compatible: float) -> float:
+    """Expected InfoNCE (one direction) of the Bayes-optimal critic, in nats.
+
+    When each text is equally compatible with a fraction ``compatible`` of all images (its
+    own image always among them) and carries no other information about the image, the
+    best critic scores every compatible image alike, so the loss of a batch is
+    ``log(1 + B)`` with ``B ~ Binomial(batch_size - 1, compatible)`` compatible negatives.
+    ``compatible = 0`` (the text identifies its image) gives 0; ``compatible = 1`` (no
+    information) gives ``log(batch_size)``, the loss of a model at chance. On EmoSynth a
+    text is compatible with the images of 2 of the K/2 shape groups: ``compatible = 4 / K``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    if not 0.0 <= compatible <= 1.0:
+        raise ValueError(f"compatible must be in [0, 1]; got {compatible}")
+    if compatible in (0.0, 1.0):
+        return math.log(batch_size) if compatible == 1.0 else 0.0
+    n = batch_size - 1
+    total = 0.0
+    for b in range(n + 1):
+        log_pmf = (math.lgamma(n + 1) - math.lgamma(b + 1) - math.lgamma(n - b + 1)
+                   + (b * math.log(compatible) if b else 0.0)
+                   + ((n - b) * math.log1p(-compatible) if n - b else 0.0))
+        total += math.exp(log_pmf) * math.log1p(b)
+    return total
