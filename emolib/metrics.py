@@ -42,3 +42,46 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
               normalize: str | None = None) -> np.ndarray:
     """Confusion matrix, rows = true class, columns = predicted class."""
     return confusion_matrix(y_true, y_pred, labels=np.arange(num_classes), normalize=normalize)
+
+
+def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int
+                  ) -> dict[str, float]:
+    """Accuracy, multi-class MCC and macro-F1 from hard predictions (no scores needed)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be (N,) each; got {y_true.shape} "
+                         f"and {y_pred.shape}")
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "mcc": float(matthews_corrcoef(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=np.arange(num_classes),
+                                       average="macro", zero_division=0))}
+
+
+def emosynth_reference(data_dir, split: str = "test") -> dict[str, dict[str, float]]:
+    """The Bayes classifier of EmoSynth, measured on one split of a generated dataset.
+
+    It reads the hidden cues of each post from ``latents.csv`` (which a model never sees)
+    and predicts with :func:`emolib.synth.bayes_predict` from the text cue, the image cue,
+    or both. Returns ``{"text": metrics, "image": metrics, "joint": metrics}``, the
+    best any model can expect on exactly these posts (up to the luck of the label noise).
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from emolib.synth import bayes_predict
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "latents.csv").is_file():
+        raise FileNotFoundError(f"{data_dir}/latents.csv not found: emosynth_reference needs "
+                                "an EmoSynth dataset (./data_download.sh synthetic)")
+    classes = json.loads((data_dir / "emosynth.json").read_text())["config"]["classes"]
+    lat = pd.read_csv(data_dir / "latents.csv")
+    lat = lat[lat["split"] == split]
+    if lat.empty:
+        raise ValueError(f"split {split!r} has no posts in {data_dir}/latents.csv")
+    tg, ig, y = lat["text_group"].to_numpy(), lat["image_group"].to_numpy(), lat["y"].to_numpy()
+    preds = {"text": bayes_predict(tg, None, classes), "image": bayes_predict(None, ig, classes),
+             "joint": bayes_predict(tg, ig, classes)}
+    return {name: label_metrics(y, p, classes) for name, p in preds.items()}

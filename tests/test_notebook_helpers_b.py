@@ -1,0 +1,60 @@
+"""Helpers that chapters 05-08 use: hard-label metrics and the EmoSynth reference."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import matthews_corrcoef
+
+from emolib.metrics import emosynth_reference, label_metrics
+from emolib.synth import ceilings
+
+
+def test_label_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+    m = label_metrics(y, p, 5)
+    assert m["accuracy"] == pytest.approx((y == p).mean())
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y, p))
+    assert label_metrics(y, y, 5) == {"accuracy": 1.0, "mcc": 1.0, "macro_f1": 1.0}
+    with pytest.raises(ValueError, match=r"\(N,\)"):
+        label_metrics(y, p[:10], 5)
+
+
+def test_emosynth_reference_is_near_the_analytic_ceilings(tiny_synth):
+    ref = emosynth_reference(tiny_synth, "train")
+    assert set(ref) == {"text", "image", "joint"}
+    cfg = json.loads((tiny_synth / "emosynth.json").read_text())["config"]
+    ceil = ceilings(cfg["classes"], cfg["noise"])
+    lat = pd.read_csv(tiny_synth / "latents.csv")
+    lat = lat[lat["split"] == "train"]
+    # the joint oracle is exactly right wherever the label was not flipped
+    assert ref["joint"]["accuracy"] == pytest.approx((lat["y"] == lat["true_class"]).mean())
+    assert ref["joint"]["accuracy"] > ref["text"]["accuracy"]
+    for name in ("text", "image"):
+        assert abs(ref[name]["accuracy"] - ceil[name]) < 0.15  # 128 posts: sampling noise
+
+
+def test_emosynth_reference_errors(tiny_synth, tmp_path):
+    with pytest.raises(FileNotFoundError, match="latents.csv"):
+        emosynth_reference(tmp_path)
+    with pytest.raises(ValueError, match="no posts"):
+        emosynth_reference(tiny_synth, "nope")
+
+
+def test_curves_figure_has_a_line_per_curve_and_reference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emolib.plots import curves
+
+    x = np.arange(5)
+    fig = curves(x, {"a": x * 0.1, "b": x * 0.2}, refs={"ceiling": 0.9, "chance": 0.1},
+                 xlabel="k", ylabel="recall", ylim=(0, 1), logx=False)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["a", "b"]
+    plt.close(fig)
