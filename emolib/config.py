@@ -119,7 +119,7 @@ def get_profile(name: str | None = None) -> Profile:
                                         image_size=64, patch_size=8))
         model = ModelConfig(text=text, image=image, embed_dim=128, image_size=64,
                             max_length=32)
-        train = TrainConfig(epochs=6, batch_size=64, lr=1e-3, pretrained_lr=1e-4)
+        train = TrainConfig(epochs=8, batch_size=64, lr=1e-3, pretrained_lr=1e-4)
         return Profile(name, model, train, synth_size=6000)
     # gpu: paper scale. BERT-base + ViT-B/16 at 224 px, 64 tokens, 768-d encoders.
     text = EncoderConfig(name="bert-base-uncased", pretrained=True, pooling="cls",
