@@ -24,6 +24,8 @@ if [[ -n "${STUB_MAKE:-}" ]]; then
     mkdir -p "$STUB_MAKE" && touch "$STUB_MAKE/metadata.csv" "$STUB_MAKE/labels.json"
 fi
 if [[ -n "${STUB_FAIL:-}" ]]; then echo "error: stub failed" >&2; exit 3; fi
+# like emolib's generator and converters: the marker is written last, on success only
+if [[ -n "${STUB_MAKE:-}" ]]; then touch "$STUB_MAKE/.complete"; fi
 """
 
 
