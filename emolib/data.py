@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 from tqdm import tqdm
 
@@ -157,11 +158,9 @@ def _decode_resized(path: Path, size: int) -> np.ndarray | str:
     except ImageSkip as skip:
         return skip.reason
     if img.size != (size, size):
-        img = img.resize((size, size), _BICUBIC)
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
-
-_BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

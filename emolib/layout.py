@@ -19,6 +19,8 @@ import pandas as pd
 
 COLUMNS = ("id", "text", "image", "label", "split")
 SPLITS = ("train", "val", "test")
+#: Written last into a dataset folder, once it is complete: a half-written one never counts.
+COMPLETE = ".complete"
 
 
 class DataError(ValueError):
@@ -109,3 +111,15 @@ def validate_metadata(frame: pd.DataFrame, labels: list[Label], source: str = "m
                         "path; give a file name relative to images/ or drop the row")
     frame["y"] = y.astype(int)
     return frame
+
+
+def is_complete(out: str | Path) -> bool:
+    """Whether ``out`` holds a finished dataset (marker written last, after validation)."""
+    out = Path(out)
+    return (out / COMPLETE).is_file() and (out / "metadata.csv").is_file()
+
+
+def mark_complete(out: str | Path, info: dict) -> None:
+    """Write the ``.complete`` marker (JSON provenance) into a finished dataset folder."""
+    Path(out, COMPLETE).write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n",
+                                   encoding="utf-8")

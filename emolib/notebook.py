@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from emolib.config import Profile, get_profile
+from emolib.layout import is_complete
 from emolib.synth import SynthConfig, generate
 
 #: EmoSynth per profile: (folder under data/, posts, image size)
@@ -46,7 +47,7 @@ def ensure_emosynth(profile: str, root: Path, progress: bool = True) -> Path:
     """Build the profile's EmoSynth once (deterministic; seconds for smoke and cpu)."""
     folder, size, image_size = DATASETS[profile]
     out = root / "data" / folder
-    if not (out / ".complete").is_file():
+    if not is_complete(out):
         generate(out, SynthConfig(size=size, image_size=image_size), progress=progress)
     return out
 

@@ -41,9 +41,12 @@ from emolib.download import DownloadError, check_disk_space, download, extract_a
 from emolib.images import MAX_SIDE, ImageSkip, load_rgb, save_rgb
 from emolib.images import REASONS as IMAGE_REASONS
 from emolib.layout import (
+    COMPLETE,
     SPLITS,
     DataError,
     Label,
+    is_complete,
+    mark_complete,
     read_labels,
     read_metadata,
     write_labels,
@@ -54,7 +57,6 @@ from emolib.text import emoji_name, find_emoji, strip_emoji
 INSTAGRAM_REPO = "kkcosmos/instagram-images-with-captions"
 #: Longer texts are cut to this many characters (and counted as ``text-truncated``).
 MAX_TEXT = 1000
-COMPLETE = ".complete"
 
 #: Why a row can be left out; shown in the skip summary and in book/own_data.md.
 SKIP_REASONS = {
@@ -143,18 +145,6 @@ class ConvertResult:
 
 
 # --------------------------------------------------------------------------- output
-
-def is_complete(out: str | Path) -> bool:
-    """Whether ``out`` holds a finished dataset (marker written last, after validation)."""
-    out = Path(out)
-    return (out / COMPLETE).is_file() and (out / "metadata.csv").is_file()
-
-
-def mark_complete(out: str | Path, info: dict) -> None:
-    """Write the ``.complete`` marker (JSON provenance) into a finished dataset folder."""
-    Path(out, COMPLETE).write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n",
-                                   encoding="utf-8")
-
 
 class DatasetWriter:
     """Builds a dataset in ``.NAME.partial`` next to ``out``; ``finish`` moves it into place."""

@@ -33,7 +33,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from emolib.layout import Label, write_labels, write_metadata
+from emolib.layout import Label, mark_complete, write_labels, write_metadata
 from emolib.text import emoji_name
 
 EMOJI = ["😂", "❤️", "😍", "😭", "🔥", "😊", "🙏", "😎",
@@ -295,7 +295,7 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bo
             "shapes": SHAPES[: cfg.classes // 2],
             "text_cues": TEXT_CUES[: cfg.classes // 2]}
     (out / "emosynth.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    (out / ".complete").write_text(json.dumps({"source": "synthetic"}) + "\n")
+    mark_complete(out, {"source": "synthetic", "config": asdict(cfg)})
     if final.exists():
         shutil.rmtree(final)
     os.replace(out, final)

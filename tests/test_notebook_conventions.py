@@ -73,4 +73,4 @@ def test_committed_outputs_come_from_a_run(path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "at least one figure"
     text = json.dumps(nb)
-    assert "/work/" not in text and "/home/" not in text, "machine-specific path in outputs"
+    assert not re.search(r"/(?:work|home|root|tmp)/", text), "machine-specific path in outputs"
