@@ -68,6 +68,7 @@ class TrainConfig:
     amp: str = "auto"                # "auto" (bf16 on CUDA), "bf16" or "none"
     num_threads: int | None = None   # torch CPU threads (None: torch default)
     eval_batch_size: int = 256
+    cache_text_features: bool = True  # compute frozen text layers once (emolib.frozen_features)
 
 
 @dataclass
@@ -112,7 +113,7 @@ def get_profile(name: str | None = None) -> Profile:
         train = TrainConfig(epochs=2, batch_size=32, lr=1e-3)
         return Profile(name, model, train, synth_size=400)
     if name == "cpu":
-        text = EncoderConfig(name=minilm, pretrained=True, pooling="mean", train_last_layers=2)
+        text = EncoderConfig(name=minilm, pretrained=True, pooling="mean", train_last_layers=1)
         image = EncoderConfig(name=None, pretrained=False, pooling="mean", conv_stem=True,
                               arch=dict(model_type="vit", hidden_size=128, num_hidden_layers=4,
                                         num_attention_heads=4, intermediate_size=256,

@@ -144,6 +144,7 @@ class TensorCache:
     labels: torch.Tensor          # int64 (N,)
     splits: np.ndarray            # str (N,)
     skipped: dict[str, int] = field(default_factory=dict)
+    text_features: torch.Tensor | None = None  # float32 (N, L, H): emolib.frozen_features
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)
@@ -288,6 +289,8 @@ class BatchIterator:
             "attention_mask": mask[:, :width].long(),
             "labels": c.labels[idx],
         }
+        if c.text_features is not None:
+            small["text_features"] = c.text_features[idx, :width]
         if pin:
             small = {k: v.pin_memory() for k, v in small.items()}
         out = {"pixel_values": images, **small}

@@ -64,10 +64,13 @@ class EmoticonModel(nn.Module):
         self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout),
                                         nn.Linear(d, cfg.num_classes))
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    features: torch.Tensor | None = None) -> torch.Tensor:
+        """``features``: precomputed frozen-layer output (:mod:`emolib.frozen_features`)."""
         if self.text_encoder is None:
             raise RuntimeError("this model has no text branch (mode='image')")
-        return F.normalize(self.text_proj(self.text_encoder(input_ids, attention_mask)), dim=-1)
+        hidden = self.text_encoder(input_ids, attention_mask, features)
+        return F.normalize(self.text_proj(hidden), dim=-1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.image_encoder is None:
@@ -78,8 +81,10 @@ class EmoticonModel(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor | None = None,
                 input_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, **_: object) -> ModelOutput:
-        t = self.encode_text(input_ids, attention_mask) if self.text_encoder else None
+                attention_mask: torch.Tensor | None = None,
+                text_features: torch.Tensor | None = None, **_: object) -> ModelOutput:
+        t = self.encode_text(input_ids, attention_mask, text_features) if self.text_encoder \
+            else None
         v = self.encode_image(pixel_values) if self.image_encoder else None
         fused, weights = self.fusion(modality_tokens(t, v))
         logits = self.classifier(fused)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from emolib.config import ModelConfig, Profile, TrainConfig, get_profile
 from emolib.data import BatchIterator, DatasetInfo, TensorCache, build_cache, load_dataset
 from emolib.encoders import load_tokenizer
+from emolib.frozen_features import with_text_features
 from emolib.metrics import classification_metrics
 from emolib.model import EmoticonModel, compute_loss
 
@@ -245,6 +246,8 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         torch.set_num_threads(cfg.num_threads)
     enable_tf32(device)
     model.to(device)
+    if cfg.cache_text_features:
+        cache = with_text_features(model.text_encoder, cache, progress and info.is_main)
     train_iter = train_batches(cache, cfg, info)
     val_iter = BatchIterator(cache, cache.indices("val"), cfg.eval_batch_size, device=device)
     total_steps = cfg.epochs * len(train_iter)

@@ -106,3 +106,36 @@ def test_no_unsafe_torch_load_anywhere():
         for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
             assert "weights_only=True" in call, f"{path}: {call}"
         assert "trust_remote_code=True" not in path.read_text(), path
+
+
+def _text_encoder(**freezing):
+    from emolib.config import EncoderConfig
+    from emolib.encoders import TextEncoder
+
+    arch = dict(model_type="bert", hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=32, vocab_size=1000,
+                hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    return TextEncoder(EncoderConfig(name=None, pretrained=False, arch=arch, **freezing))
+
+
+def test_frozen_blocks_stay_in_eval_mode_and_trainable_ones_follow_train():
+    enc = _text_encoder(train_last_layers=1)
+    layers = enc.backbone.encoder.layer
+    for mode in (True, False, True):
+        enc.train(mode)
+        assert not enc.backbone.embeddings.training
+        assert [layer.training for layer in layers] == [False, False, mode]
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[2].parameters())
+    # the whole model's .train() reaches the encoder's override
+    model = EmoticonModel(get_profile("smoke").model)
+    model.train()
+    assert model.text_encoder.training
+
+
+def test_a_fully_frozen_encoder_is_deterministic_in_train_mode():
+    ids = torch.randint(5, 1000, (3, 8))
+    mask = torch.ones_like(ids)
+    frozen, free = _text_encoder(freeze=True).train(), _text_encoder().train()
+    assert torch.equal(frozen(ids, mask), frozen(ids, mask))      # no dropout noise
+    assert not torch.equal(free(ids, mask), free(ids, mask))      # dropout active
