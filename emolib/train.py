@@ -246,8 +246,6 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         torch.set_num_threads(cfg.num_threads)
     enable_tf32(device)
     model.to(device)
-    if cfg.cache_text_features:
-        cache = with_text_features(model.text_encoder, cache, progress and info.is_main)
     train_iter = train_batches(cache, cfg, info)
     val_iter = BatchIterator(cache, cache.indices("val"), cfg.eval_batch_size, device=device)
     total_steps = cfg.epochs * len(train_iter)
@@ -272,6 +270,9 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
     if cfg.compile:
         step_model = torch.compile(step_model)
     stopped_early = bad_epochs >= cfg.patience
+    if cfg.cache_text_features and start_epoch < cfg.epochs and not stopped_early:
+        train_iter.cache = val_iter.cache = with_text_features(
+            model.text_encoder, cache, progress and info.is_main)
     for epoch in range(start_epoch, cfg.epochs):
         if stopped_early:
             break

@@ -144,3 +144,16 @@ def test_train_step_updates_the_weights_and_returns_its_losses_unread(smoke_cach
     assert not torch.equal(model.classifier[-1].weight, before)
     assert sched.last_epoch == 1
     assert np.isfinite(loss)
+
+
+def test_frozen_features_benchmark_smoke(tmp_path):
+    spec = importlib.util.spec_from_file_location("frozen_bench",
+                                                  ROOT / "benchmarks" / "frozen_features.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke", "--out", str(tmp_path)])
+    saved = json.loads(next(tmp_path.glob("frozen_features_*_smoke.json")).read_text())
+    assert saved["frozen_layers"] == 2 and saved["text_layers"] == 3
+    assert set(saved["ms_per_step"]) == {"all_layers", "cached_features"}
+    assert saved["speedup"] > 0 and saved["feature_seconds"] >= 0
+    assert result["loss_rel_diff"] < 1e-3  # same batches and weights: same loss (to rounding)

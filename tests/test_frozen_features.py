@@ -117,3 +117,8 @@ def test_training_with_cached_features_equals_training_without(tiny_synth, tmp_p
     pd.testing.assert_frame_equal(runs[False].history.drop(columns=timing),
                                   runs[True].history.drop(columns=timing), rtol=1e-4)
     assert isinstance(runs[True].model, EmoticonModel)
+    # a finished run only re-evaluates: nothing to train, so no features are computed
+    frozen_features.clear()
+    again = train(prof, tiny_synth, tmp_path / "True", progress=False, epochs=2, batch_size=16)
+    assert not frozen_features._memo
+    assert again.test_metrics == runs[True].test_metrics
