@@ -143,7 +143,9 @@ class Encoder(nn.Module):
         """Frozen blocks stay in eval mode: a fixed feature extractor, without dropout.
 
         Dropout in blocks that never learn only adds noise to their output (and costs
-        time: on a 2-core CPU, 17% of a ``cpu``-profile training step).
+        time: drawing dropout masks is a visible share of a CPU training step). It also
+        makes their output a fixed function of the post, which :mod:`emolib.frozen_features`
+        computes once.
         """
         super().train(mode)
         for block in self._frozen:

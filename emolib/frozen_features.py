@@ -5,10 +5,11 @@ of the text encoder never change and run without dropout, so every epoch would c
 same hidden states for the same post again. :func:`with_text_features` computes them once
 per dataset and returns a :class:`~emolib.data.TensorCache` whose batches carry them
 (``text_features``); the model then runs only the ``k`` trained layers. Results are
-identical (tests/test_frozen_features.py); on the ``cpu`` profile (MiniLM, 4 of 6 layers
-frozen) a training step is about twice as fast on a 2-core CPU.
+the same up to float rounding (tests/test_frozen_features.py). On the ``cpu`` profile
+(MiniLM, 5 of 6 layers frozen) a training step takes 336 ms instead of 468 ms on a 2-core
+CPU (x1.39, ``benchmarks/frozen_features.py``), for a one-off 21 s.
 
-The features live in memory (N x max_length x hidden floats: 295 MB for the default
+The features live in memory (N x max_length x hidden floats: 281 MB for the default
 EmoSynth) and are kept for the last dataset and weights used, so the ablation runs of
 chapter 07 compute them once.
 """
