@@ -187,11 +187,9 @@ class TextEncoder(Encoder):
         layers = _layers(self.backbone)
         if layers is None or not hasattr(self.backbone, "embeddings"):
             return 0
-        if self.cfg.freeze:
+        if self.backbone in self._frozen:
             return len(layers)
-        if self.cfg.train_last_layers is None:
-            return 0
-        return max(len(layers) - self.cfg.train_last_layers, 0)
+        return sum(any(layer is block for block in self._frozen) for layer in layers)
 
     @torch.no_grad()
     def frozen_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -226,13 +224,9 @@ class TextEncoder(Encoder):
                                    ).last_hidden_state
         else:
             top = self._view(self.frozen_layers, None, embeddings=False)
-            hidden = top(inputs_embeds=features.to(self.weight_dtype),
-                         attention_mask=attention_mask).last_hidden_state
+            hidden = top(inputs_embeds=features, attention_mask=attention_mask
+                         ).last_hidden_state
         return self.pool(hidden, attention_mask)
-
-    @property
-    def weight_dtype(self) -> torch.dtype:
-        return next(self.backbone.parameters()).dtype
 
 
 class ConvStem(nn.Sequential):

@@ -61,10 +61,10 @@ def compute_text_features(encoder: TextEncoder, cache: TensorCache, batch_size: 
                       disable=not progress):
         mask = cache.attention_mask[start:start + batch_size]
         width = max(int(mask.sum(1).max()), 1)
+        mask = mask[:, :width].long().to(device)
         ids = cache.input_ids[start:start + batch_size, :width].long().to(device)
-        feats = encoder.frozen_features(ids, mask[:, :width].long().to(device))
+        feats = encoder.frozen_features(ids, mask) * mask[..., None]
         out[start:start + batch_size, :width] = feats.float().cpu()
-        out[start:start + batch_size, :width] *= mask[:, :width, None].float()
     return out
 
 
