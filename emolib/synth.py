@@ -256,12 +256,26 @@ def labels_for(classes: int) -> list[Label]:
     return [Label(e, emoji_name(e)) for e in EMOJI[:classes]]
 
 
-def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool = True
-             ) -> Path:
+def _make_post(job: tuple[int, int, int, int, int, Path]) -> str:
+    """Draw post ``i`` into ``path`` (its own RNG: any order or worker gives the same files)."""
+    seed, i, tg, ig, size, path = job
+    rng = np.random.default_rng([seed, 2, i])
+    text = make_text(tg, rng)
+    img = make_image(ig, size, rng)
+    if path.suffix == ".png":
+        img.save(path, optimize=False)
+    else:
+        img.save(path, quality=92)
+    return text
+
+
+def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool = True,
+             workers: int = 1) -> Path:
     """Write EmoSynth in the canonical layout (plus latents.csv and emosynth.json).
 
     The dataset is built in ``.NAME.partial`` beside ``out_dir`` and renamed into place
-    when complete, so an interrupted run never leaves a half dataset behind.
+    when complete, so an interrupted run never leaves a half dataset behind. ``workers``
+    processes draw posts in parallel; the files are the same for any number.
     """
     cfg.check()
     final = Path(out_dir)
@@ -272,18 +286,19 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bo
     latents = sample_latents(cfg)
     labels = labels_for(cfg.classes)
     ext = "png" if cfg.image_size <= 64 else "jpg"
-    texts, images = [], []
-    rows = zip(latents["id"], latents["text_group"], latents["image_group"], strict=True)
-    for i, (pid, tg, ig) in enumerate(tqdm(list(rows), desc="EmoSynth", disable=not progress)):
-        rng = np.random.default_rng([cfg.seed, 2, i])
-        texts.append(make_text(int(tg), rng))
-        name = f"{pid}.{ext}"
-        img = make_image(int(ig), cfg.image_size, rng)
-        if ext == "png":
-            img.save(out / "images" / name, optimize=False)
-        else:
-            img.save(out / "images" / name, quality=92)
-        images.append(name)
+    images = [f"{pid}.{ext}" for pid in latents["id"]]
+    jobs = [(cfg.seed, i, int(tg), int(ig), cfg.image_size, out / "images" / name)
+            for i, (tg, ig, name) in enumerate(zip(latents["text_group"],
+                                                    latents["image_group"], images,
+                                                    strict=True))]
+    bar = dict(total=len(jobs), desc="EmoSynth", disable=not progress)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            texts = list(tqdm(pool.map(_make_post, jobs, chunksize=64), **bar))
+    else:
+        texts = [_make_post(job) for job in tqdm(jobs, **bar)]
     meta = pd.DataFrame({
         "id": latents["id"], "text": texts, "image": images,
         "label": [labels[y].emoji for y in latents["y"]], "split": latents["split"],
