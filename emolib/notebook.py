@@ -1,7 +1,10 @@
-"""What every notebook does first: find the repo, pick the profile, make sure data exists.
+"""What every notebook does first: pick the profile, find where data and runs live, make
+sure the profile's dataset exists.
 
 Notebooks run from ``notebooks/`` (papermill, nbval), from a clone in Jupyter, or on
-Colab after ``pip install``; :func:`setup` finds paths that work in each case.
+Colab after ``pip install``. ``EMOLIB_HOME`` (e.g. a folder on a mounted Google Drive)
+holds ``data/`` and ``runs/``, so a disconnect loses nothing; by default they live in the
+repository (or the working folder, outside a clone).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from emolib.config import Profile, get_profile
+from emolib.config import Profile, get_profile, resolve_profile
+from emolib.hardware import default_device
 from emolib.layout import is_complete
 from emolib.synth import SynthConfig, generate
 
@@ -22,8 +26,10 @@ DATASETS = {"smoke": ("emosynth-smoke", 400, 64), "cpu": ("synthetic", 6000, 64)
             "gpu": ("synthetic-224", 20000, 224)}
 
 
-def repo_root(start: str | Path | None = None) -> Path:
-    """The folder holding pyproject.toml above ``start`` (default: cwd), else cwd."""
+def home(start: str | Path | None = None) -> Path:
+    """``EMOLIB_HOME`` if set, else the clone holding ``start`` (default: cwd), else cwd."""
+    if os.environ.get("EMOLIB_HOME"):
+        return Path(os.environ["EMOLIB_HOME"]).expanduser().resolve()
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "emolib").is_dir():
@@ -34,13 +40,13 @@ def repo_root(start: str | Path | None = None) -> Path:
 @dataclass
 class Session:
     profile: Profile
-    root: Path
+    reason: str       # why this profile (e.g. "auto: no CUDA GPU")
+    root: Path        # where data/ and runs/ live
     data_dir: Path
-    runs_dir: Path
     device: torch.device
 
     def run_dir(self, name: str) -> Path:
-        return self.runs_dir / self.profile.name / name
+        return self.root / "runs" / self.profile.name / name
 
 
 def ensure_emosynth(profile: str, root: Path, progress: bool = True) -> Path:
@@ -48,20 +54,20 @@ def ensure_emosynth(profile: str, root: Path, progress: bool = True) -> Path:
     folder, size, image_size = DATASETS[profile]
     out = root / "data" / folder
     if not is_complete(out):
-        generate(out, SynthConfig(size=size, image_size=image_size), progress=progress)
+        generate(out, SynthConfig(size=size, image_size=image_size), progress=progress,
+                 workers=min(8, os.cpu_count() or 1))
     return out
 
 
 def setup(profile: str | None = None, seed: int = 0, progress: bool = True) -> Session:
-    """Profile from the argument or EMOLIB_PROFILE, seeded, with its dataset ready."""
+    """Profile (argument, else EMOLIB_PROFILE, else auto), seeded, with its dataset ready."""
     from emolib.train import set_seed
 
-    prof = get_profile(profile)
-    root = repo_root()
+    name, reason = resolve_profile(profile)
+    root = home()
     set_seed(seed)
-    data = ensure_emosynth(prof.name, root, progress)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Session(prof, root, data, root / "runs", device)
+    data = ensure_emosynth(name, root, progress)
+    return Session(get_profile(name), reason, root, data, default_device())
 
 
 def hardware() -> dict[str, str]:
@@ -71,7 +77,3 @@ def hardware() -> dict[str, str]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def on_colab() -> bool:
-    return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in str(os.environ.get("_", ""))

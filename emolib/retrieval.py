@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emolib.data import BatchIterator, TensorCache, tokenize
-from emolib.train import predict
+from emolib.data import BatchIterator, TensorCache
+from emolib.model import predict
+from emolib.preprocess import Preprocessor
 
 
 @dataclass
@@ -32,28 +33,27 @@ class SplitEmbeddings:
 
 
 def embed_split(model: torch.nn.Module, cache: TensorCache, split: str,
-                batch_size: int = 256, amp: str = "auto") -> SplitEmbeddings:
+                batch_size: int = 256, precision: str = "fp32") -> SplitEmbeddings:
     """Text and image embeddings (and logits) of every post of a cached split."""
     if getattr(model, "text_encoder", None) is None or getattr(model, "image_encoder",
                                                                  None) is None:
         raise ValueError("embed_split needs a model with both branches (mode='both')")
     device = next(model.parameters()).device
     batches = BatchIterator(cache, cache.indices(split), batch_size, device=device)
-    out = predict(model, batches, amp)
+    out = predict(model, batches, precision)
     return SplitEmbeddings(out["text_embed"], out["image_embed"], out["labels"], out["logits"])
 
 
 @torch.no_grad()
-def embed_texts(model: torch.nn.Module, tokenizer, texts: Sequence[str],
-                max_length: int | None = None, batch_size: int = 256) -> np.ndarray:
-    """(len(texts), D) unit vectors from the text branch; texts are normalised as tweets are."""
-    max_length = max_length or model.cfg.max_length
+def embed_texts(model: torch.nn.Module, pre: Preprocessor, texts: Sequence[str],
+                batch_size: int = 256) -> np.ndarray:
+    """(len(texts), D) unit vectors from the text branch, preprocessed as training was."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     chunks = []
     for start in range(0, len(texts), batch_size):
-        ids, mask = tokenize(tokenizer, list(texts[start:start + batch_size]), max_length)
+        ids, mask = pre.tokenize(list(texts[start:start + batch_size]))
         chunks.append(model.encode_text(ids.long().to(device), mask.long().to(device))
                       .float().cpu())
     model.train(was_training)
@@ -154,3 +154,26 @@ def zero_shot_scores(image_embed: np.ndarray, class_embed: np.ndarray) -> np.nda
 def modality_gap(text: np.ndarray, image: np.ndarray) -> float:
     """Distance between the centroids of the unit text and image embeddings (Liang et al.)."""
     return float(np.linalg.norm(_unit(text).mean(0) - _unit(image).mean(0)))
+
+
+def nearest_neighbours(embeddings: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """(N, D) -> (N, k) indices of each row's k most cosine-similar *other* rows."""
+    if not 1 <= k < len(embeddings):
+        raise ValueError(f"k must be between 1 and N-1 = {len(embeddings) - 1}; got {k}")
+    unit = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=-1)
+    sim = unit @ unit.T
+    sim.fill_diagonal_(-float("inf"))
+    return sim.topk(k, dim=1).indices
+
+
+def neighbour_agreement(embeddings: torch.Tensor, groups, k: int = 1) -> float:
+    """Share of (row, neighbour) pairs among the k nearest neighbours that have equal groups.
+
+    With G balanced groups, chance is about 1/G: a score well above it says the embedding
+    space groups the rows the way ``groups`` does.
+    """
+    groups = torch.as_tensor(np.array(groups))  # a copy: pandas arrays may be read-only
+    if len(groups) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(groups)} groups")
+    nn_idx = nearest_neighbours(embeddings, k)
+    return float((groups[nn_idx] == groups.unsqueeze(1)).float().mean())

@@ -122,6 +122,32 @@ def bayes_predict(text_grp: np.ndarray | None, image_grp: np.ndarray | None,
     raise ValueError("give at least one of text_grp, image_grp")
 
 
+def bayes_reference(data_dir: str | Path, split: str = "test") -> dict[str, dict[str, float]]:
+    """The Bayes classifier of EmoSynth, measured on one split of a generated dataset.
+
+    It reads the hidden cues of each post from ``latents.csv`` (which a model never sees)
+    and predicts with :func:`bayes_predict` from the text cue, the image cue, or both.
+    Returns ``{"text": metrics, "image": metrics, "joint": metrics}``. Only accuracy is a
+    ceiling: the one-cue classifier breaks its ties towards one class of each pair, so
+    its MCC and macro-F1 are those of that rule, not the best any model can reach.
+    """
+    from emolib.metrics import label_metrics
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "latents.csv").is_file():
+        raise FileNotFoundError(f"{data_dir}/latents.csv not found: bayes_reference needs "
+                                "an EmoSynth dataset (./data_download.sh synthetic)")
+    classes = json.loads((data_dir / "emosynth.json").read_text())["config"]["classes"]
+    lat = pd.read_csv(data_dir / "latents.csv")
+    lat = lat[lat["split"] == split]
+    if lat.empty:
+        raise ValueError(f"split {split!r} has no posts in {data_dir}/latents.csv")
+    tg, ig, y = lat["text_group"].to_numpy(), lat["image_group"].to_numpy(), lat["y"].to_numpy()
+    preds = {"text": bayes_predict(tg, None, classes), "image": bayes_predict(None, ig, classes),
+             "joint": bayes_predict(tg, ig, classes)}
+    return {name: label_metrics(y, p, classes) for name, p in preds.items()}
+
+
 def sample_latents(cfg: SynthConfig) -> pd.DataFrame:
     """The hidden variables of every post: true class, both cues, observed label, split."""
     cfg.check()

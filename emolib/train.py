@@ -1,20 +1,14 @@
-"""Training: AdamW, warmup + cosine, clipping, bf16 on CUDA, early stopping on val MCC,
-atomic checkpoints each epoch and exact resume; DDP under ``torchrun``.
+"""Training: the loop. AdamW, warmup + cosine, clipping, precision by hardware,
+micro-batches that leave the gradient unchanged, early stopping on validation MCC,
+atomic checkpoints each epoch and exact resume.
 
 Exact resume works because nothing random carries over from one epoch to the next: each
 epoch reseeds torch (dropout) and the batch order from ``(seed, epoch)``, and the
-checkpoint holds the weights, optimizer, schedule and history.
-
-Under ``torchrun`` every rank trains on its own share of each epoch's permutation
-(``batch_size`` is per rank), the contrastive loss spans the global batch, and rank 0
-alone writes files. Every rank evaluates (the contrastive head all-gathers, so the forward
-is a collective) and rank 0's metrics are broadcast: all take the same early-stopping
-decision.
+checkpoint holds the weights, optimizer, scaler, schedule and history.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import json
@@ -25,21 +19,35 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from emolib.config import ModelConfig, Profile, TrainConfig, get_profile
-from emolib.data import BatchIterator, DatasetInfo, TensorCache, build_cache, load_dataset
-from emolib.encoders import load_tokenizer
-from emolib.frozen_features import with_text_features
+from emolib.config import TrainConfig
+from emolib.data import BatchIterator, TensorCache
+from emolib.distributed import DistInfo, barrier, from_main
+from emolib.hardware import (
+    activation_bytes_per_sample,
+    autocast,
+    choose_micro_batch,
+    choose_precision,
+    gpu_budget,
+    grad_scaler,
+)
+from emolib.layout import write_atomic
+from emolib.losses import (
+    IGNORE,
+    clamp_logit_scale_,
+    classification_loss,
+    clip_loss,
+    compute_loss,
+    contrastive_loss,
+)
 from emolib.metrics import classification_metrics
-from emolib.model import EmoticonModel, compute_loss
+from emolib.model import EmoticonModel, predict, text_features
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -52,86 +60,26 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def setup_distributed() -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return DistInfo(device=default_device())
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    if cuda:  # before the process group, so NCCL binds each rank to its own GPU
-        torch.cuda.set_device(local)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-        atexit.register(_destroy_process_group)
-    return DistInfo(rank, world, local, torch.device(f"cuda:{local}" if cuda else "cpu"))
-
-
-def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def broadcast_from_main(info: DistInfo, value: Any) -> Any:
-    """Rank 0's ``value`` (picklable) on every rank.
-
-    For metrics: every rank then takes the same early-stopping decision, even if its own
-    evaluation differed in the last bit (ranks that disagree would hang DDP).
-    """
-    if info.world_size > 1:
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        value = box[0]
-    return value
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast on CUDA ('auto' or 'bf16'), nothing on CPU."""
-    if device.type == "cuda" and amp in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def enable_tf32(device: torch.device) -> None:
-    """Let fp32 matmuls left outside autocast use TF32 tensor cores (CUDA only; global)."""
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
-
-
 def param_groups(model: EmoticonModel, cfg: TrainConfig) -> list[dict]:
-    """Pretrained encoder weights get ``pretrained_lr``; no weight decay on norms/biases."""
+    """Pretrained encoder weights get ``pretrained_lr``; no weight decay on norms, biases,
+    the log-scale and the fusion's type embeddings."""
     pretrained = set()
     for enc in (model.text_encoder, model.image_encoder):
         if enc is not None and enc.pretrained:
             pretrained.update(id(p) for p in enc.parameters())
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_decay = p.dim() < 2 or "logit_scale" in name or "type_embed" in name
-        groups.setdefault((id(p) in pretrained, no_decay), []).append(p)
+        if p.requires_grad:
+            no_decay = p.dim() < 2 or "type_embed" in name
+            groups.setdefault((id(p) in pretrained, no_decay), []).append(p)
     return [{"params": ps, "lr": cfg.pretrained_lr if pre else cfg.lr,
              "weight_decay": 0.0 if nd else cfg.weight_decay}
             for (pre, nd), ps in sorted(groups.items())]
 
 
 def warmup_cosine(total_steps: int, warmup_ratio: float):
+    """Learning-rate factor of step 0, 1, ...: linear warmup to 1 at step ``warmup - 1``,
+    then a cosine down to 0 at step ``total_steps``."""
     warmup = max(1, int(warmup_ratio * total_steps))
 
     def factor(step: int) -> float:
@@ -146,72 +94,158 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
 def make_optimizer(model: EmoticonModel, cfg: TrainConfig, device: torch.device,
                    total_steps: int):
     """AdamW (fused into one kernel per step on CUDA) and its warmup + cosine schedule."""
-    fused = device.type == "cuda"
-    opt = torch.optim.AdamW(param_groups(model, cfg), fused=fused)
+    opt = torch.optim.AdamW(param_groups(model, cfg), fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_ratio))
     return opt, sched
 
 
-def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
-               sched: torch.optim.lr_scheduler.LRScheduler | None, cfg: TrainConfig
-               ) -> torch.Tensor:
-    """One optimisation step: forward under autocast, CE + lambda * InfoNCE, backward,
-    clipping, AdamW, schedule. ``model`` may be wrapped (DDP, torch.compile).
+# ---------------------------------------------------------------- one step
+def _rng_state(device: torch.device) -> tuple:
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device)
+                                   if device.type == "cuda" else None)
 
-    Returns the detached ``(loss, ce, contrastive)`` as one tensor on the device, without
-    reading it: a read would make the host wait for the GPU, so callers accumulate and
-    read once per epoch.
+
+def _set_rng_state(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def log_scale(model: nn.Module) -> nn.Parameter | None:
+    """The learnt ln s of a (possibly DDP-wrapped or compiled) model, if it has one."""
+    return next((p for n, p in model.named_parameters() if n.endswith("logit_scale")), None)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (autocast's 16-bit embeddings widened; float64 kept, for tests)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def micro_batched_backward(model: nn.Module, batch: dict, micro: int, weight: float,
+                           precision: str, scaler) -> dict[str, torch.Tensor]:
+    """Backward of CE + weight * InfoNCE over the whole batch, ``micro`` posts at a time.
+
+    GradCache (Gao et al. 2021), as open_clip's ``accum_freq``: (1) embed every
+    micro-batch without gradient; (2) InfoNCE over all the embeddings, backward to them
+    (and to the scale); (3) run each micro-batch again with gradient and push those
+    embedding gradients (plus its CE) through the encoders. Each micro-batch replays the
+    random state of its first pass, so dropout draws the same masks: the gradient is
+    exactly that of one pass over the batch, in a fraction of the memory.
     """
-    with autocast(batch["labels"].device, cfg.amp):
-        res = model(**batch)
-        loss, parts = compute_loss(res, batch["labels"], cfg.contrastive_weight)
+    scale = log_scale(model)
+    device = batch["labels"].device
+    chunks = [{k: v[i:i + micro] for k, v in batch.items()}
+              for i in range(0, len(batch["labels"]), micro)]
+    labelled = (batch["labels"] != IGNORE).sum()
+    grads: list = [None] * len(chunks)
+    states, nce = [], None
+    if weight and scale is not None:
+        with torch.no_grad():
+            embeds = []
+            for chunk in chunks:
+                states.append(_rng_state(device))
+                with autocast(device, precision):
+                    out = model(**chunk)
+                embeds.append((_wide(out.text_embed), _wide(out.image_embed)))
+        t = torch.cat([e[0] for e in embeds]).requires_grad_()
+        v = torch.cat([e[1] for e in embeds]).requires_grad_()
+        nce = contrastive_loss(t, v, scale.exp())
+        scaler.scale(weight * nce).backward()
+        end_state = _rng_state(device)
+        sizes = [len(c["labels"]) for c in chunks]
+        grads = list(zip(t.grad.split(sizes), v.grad.split(sizes), strict=True))
+    ce, seen = [], []
+    for i, chunk in enumerate(chunks):
+        if states:
+            _set_rng_state(states[i], device)
+        last = i == len(chunks) - 1
+        no_sync = getattr(model, "no_sync", None)
+        with no_sync() if no_sync and not last else contextlib.nullcontext():
+            with autocast(device, precision):
+                out = model(**chunk)
+            part = classification_loss(out.logits, chunk["labels"], labelled)
+            surrogate = scaler.scale(part)
+            if grads[i] is not None:  # d(loss)/d(embedding), already scaled
+                surrogate = surrogate + (_wide(out.text_embed) * grads[i][0]).sum() \
+                    + (_wide(out.image_embed) * grads[i][1]).sum() + 0 * out.logit_scale
+            surrogate.backward()
+        ce.append(part.detach())
+        if out.logit_scale is not None:
+            seen.append((out.text_embed.detach(), out.image_embed.detach(), out.logit_scale))
+    if states:
+        _set_rng_state(end_state, device)
+    if nce is None and seen:  # lambda = 0: report the InfoNCE all the same
+        with torch.no_grad():
+            nce = clip_loss(torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen]),
+                            seen[0][2])
+    parts = {"ce": torch.stack(ce).sum()}
+    if nce is not None:
+        parts["contrastive"] = nce.detach()
+    return parts
+
+
+def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
+               sched, cfg: TrainConfig, precision: str = "fp32", scaler=None,
+               micro_batch: int | None = None) -> torch.Tensor:
+    """One optimisation step: CE + lambda * InfoNCE, backward (in micro-batches if asked),
+    clipping, AdamW, the log-scale clamped, schedule. ``model`` may be wrapped (DDP,
+    torch.compile).
+
+    Returns the detached ``(loss, ce, contrastive)`` as one tensor on the device, unread:
+    a read would make the host wait for the GPU, so callers read once per epoch.
+    """
+    device = batch["labels"].device
+    scaler = scaler or grad_scaler(device, "fp32")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if micro_batch and micro_batch < len(batch["labels"]):
+        parts = micro_batched_backward(model, batch, micro_batch, cfg.contrastive_weight,
+                                       precision, scaler)
+    else:
+        with autocast(device, precision):
+            out = model(**batch)
+        loss, parts = compute_loss(out, batch["labels"], cfg.contrastive_weight)
+        scaler.scale(loss).backward()
+    scaler.unscale_(opt)
     if cfg.grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    if sched is not None:
-        sched.step()
-    contrastive = parts.get("contrastive")
-    if contrastive is None:
-        contrastive = torch.zeros_like(parts["ce"])
-    return torch.stack([loss.detach(), parts["ce"], contrastive])
+    scaler.step(opt)
+    scaler.update()
+    scale = log_scale(model)
+    if scale is not None:
+        clamp_logit_scale_(scale)
+    sched.step()
+    nce = parts.get("contrastive", torch.zeros_like(parts["ce"]))
+    return torch.stack([parts["ce"] + cfg.contrastive_weight * nce, parts["ce"], nce])
 
 
-def train_batches(cache: TensorCache, cfg: TrainConfig, info: DistInfo) -> BatchIterator:
-    """The training split as this rank's shuffled batches (fixed width under compile)."""
-    n = len(cache.indices("train"))
-    return BatchIterator(cache, cache.indices("train"), cfg.batch_size, shuffle=True,
-                         drop_last=n >= 2 * cfg.batch_size * info.world_size, seed=cfg.seed,
-                         rank=info.rank, world_size=info.world_size, device=info.device,
-                         trim=not cfg.compile)
+def hide_labels(cache: TensorCache, fraction: float, seed: int) -> TensorCache:
+    """``cache`` where only a seeded ``fraction`` of the training posts keep their label;
+    the others still pair a text with an image (InfoNCE) but add nothing to the CE."""
+    if fraction >= 1.0:
+        return cache
+    train = cache.indices("train")
+    rng = np.random.default_rng([seed, 7])
+    hidden = rng.permutation(train)[max(1, round(fraction * len(train))):]
+    labels = cache.labels.clone()
+    labels[torch.as_tensor(hidden, dtype=torch.long)] = IGNORE
+    return dataclasses.replace(cache, labels=labels)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, batches, amp: str = "auto", progress: bool = False,
-            desc: str = "predict") -> dict[str, np.ndarray]:
-    """Run ``model`` over batches; returns logits, labels, embeddings and fusion weights."""
-    was_training = model.training
-    model.eval()
-    out: dict[str, list] = {"logits": [], "labels": [], "text_embed": [], "image_embed": [],
-                            "fusion_weights": []}
+def evaluate(model: EmoticonModel, cache: TensorCache, split: str = "test",
+             batch_size: int = 256, precision: str = "fp32") -> dict:
+    """Metrics of ``model`` on a cached split (a plain forward: no collective)."""
     device = next(model.parameters()).device
-    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        with autocast(device, amp):
-            res = model(**batch)
-        out["logits"].append(res.logits.float().cpu())
-        out["labels"].append(batch["labels"].cpu())
-        for key in ("text_embed", "image_embed", "fusion_weights"):
-            value = getattr(res, key)
-            if value is not None:
-                out[key].append(value.float().cpu())
-    model.train(was_training)
-    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
+    res = predict(model, BatchIterator(cache, cache.indices(split), batch_size, device=device),
+                  precision)
+    return {"split": split, "n": int(len(res["labels"])),
+            **classification_metrics(res["labels"], res["logits"])}
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+# ---------------------------------------------------------------- the loop
+def save_checkpoint(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash keeps the last checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
@@ -226,205 +260,126 @@ class FitResult:
     best_epoch: int
     best_val_mcc: float
     stopped_early: bool
+    precision: str
+    micro_batch: int
+
+
+def plan(model: EmoticonModel, cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
+    """Precision and micro-batch for this hardware (``cfg`` may fix either)."""
+    precision = choose_precision(device, cfg.precision)
+    micro = cfg.micro_batch or choose_micro_batch(
+        cfg.batch_size, activation_bytes_per_sample(model, precision),
+        sum(p.numel() for p in model.parameters()),
+        gpu_budget(device) if device.type == "cuda" else None)
+    return precision, min(micro, cfg.batch_size)
 
 
 def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str | Path, *,
-        dist_info: DistInfo | None = None, resume: bool = True, stop_after_epoch: int | None = None,
-        progress: bool = True, extra_config: dict | None = None) -> FitResult:
+        dist: DistInfo | None = None, resume: bool = True, progress: bool = True,
+        extra_config: dict | None = None) -> FitResult:
     """Train ``model`` on the cached ``train`` split, select on ``val`` MCC.
 
-    Writes ``checkpoint.pt`` (atomic, every epoch), ``best/`` (the best model so far),
-    ``metrics.csv``/``metrics.json`` (one row per epoch). With ``resume`` it continues from
-    an existing checkpoint. ``stop_after_epoch`` simulates an interruption (for tests).
+    Writes ``checkpoint.pt`` (atomic, every epoch), ``best/`` (the best model so far) and
+    ``metrics.csv``/``metrics.json`` (one row per epoch); with ``resume`` it continues from
+    an existing checkpoint.
     """
-    info = dist_info or DistInfo(device=next(model.parameters()).device)
-    device = info.device
-    out = Path(out_dir)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    cfg.check()
+    info = dist or DistInfo(device=next(model.parameters()).device)
+    device, out = info.device, Path(out_dir)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    enable_tf32(device)
+    if device.type == "cuda":  # fp32 matmuls left outside autocast use TF32 tensor cores
+        torch.set_float32_matmul_precision("high")
     model.to(device)
-    train_iter = train_batches(cache, cfg, info)
-    val_iter = BatchIterator(cache, cache.indices("val"), cfg.eval_batch_size, device=device)
-    total_steps = cfg.epochs * len(train_iter)
-    opt, sched = make_optimizer(model, cfg, device, total_steps)
+    if model.logit_scale is not None and not cfg.contrastive_weight:
+        model.logit_scale.requires_grad_(False)  # lambda = 0: the scale has nothing to learn
+    if cfg.grad_checkpointing:
+        for enc in (model.text_encoder, model.image_encoder):
+            if enc is not None and not enc.cfg.freeze:
+                enc.backbone.gradient_checkpointing_enable({"use_reentrant": False})
+    precision, micro = plan(model, cfg, device)
+    if info.is_main and progress:
+        tqdm.write(f"precision {precision}, batch {cfg.batch_size} in micro-batches of "
+                   f"{micro} on {device.type}")
+    cache = hide_labels(cache, cfg.label_fraction, cfg.seed)
+    n_train = len(cache.indices("train"))
+    train_iter = BatchIterator(cache, cache.indices("train"), cfg.batch_size, shuffle=True,
+                               drop_last=n_train >= 2 * cfg.batch_size * info.world_size,
+                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                               device=device, trim=not cfg.compile)
+    opt, sched = make_optimizer(model, cfg, device, cfg.epochs * len(train_iter))
+    scaler = grad_scaler(device, precision)
     history: list[dict] = []
-    start_epoch, best_mcc, best_epoch, bad_epochs = 0, -math.inf, -1, 0
-    ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
+    start, best_mcc, best_epoch, bad_epochs = 0, -math.inf, 0, 0
+    ckpt = out / CHECKPOINT
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start_epoch, best_mcc = state["epoch"] + 1, state["best_mcc"]
-        best_epoch, bad_epochs = state["best_epoch"], state["bad_epochs"]
-        history = list(state["history"])
-        if info.is_main:
-            log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
+        scaler.load_state_dict(state["scaler"])
+        start, best_mcc = state["epoch"], state["best_mcc"]
+        best_epoch, bad_epochs, history = state["best_epoch"], state["bad_epochs"], \
+            list(state["history"])
+        if info.is_main and progress:
+            tqdm.write(f"resumed from {ckpt} after epoch {start}")
     step_model: nn.Module = model
     if info.world_size > 1:
         step_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         step_model = torch.compile(step_model)
-    stopped_early = bad_epochs >= cfg.patience
-    if cfg.cache_text_features and start_epoch < cfg.epochs and not stopped_early:
-        train_iter.cache = val_iter.cache = with_text_features(
-            model.text_encoder, cache, progress and info.is_main)
-    for epoch in range(start_epoch, cfg.epochs):
-        if stopped_early:
+    stopped = bad_epochs >= cfg.patience
+    if start < cfg.epochs and not stopped:
+        cache = text_features(model, cache, progress=progress and info.is_main)
+        train_iter.cache = cache
+    for epoch in range(start, cfg.epochs):
+        if stopped:
             break
         set_seed(cfg.seed * 1000 + epoch)
         train_iter.set_epoch(epoch)
         model.train()
-        sums = torch.zeros(3, device=device)  # loss, ce, contrastive (no per-step host sync)
-        seen, t0 = 0, time.perf_counter()
-        bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+        sums = torch.zeros(3, device=device)  # loss, ce, contrastive: no per-step host sync
+        t0 = time.perf_counter()
+        bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not (progress and info.is_main))
-        for step, batch in enumerate(bar):
-            sums += train_step(step_model, batch, opt, sched, cfg)
-            seen += len(batch["labels"])
-            if step % 20 == 0 and bar.disable is False:  # one host sync per 20 steps
-                bar.set_postfix(loss=f"{float(sums[0]) / (step + 1):.3f}")
+        for batch in bar:
+            sums += train_step(step_model, batch, opt, sched, cfg, precision, scaler, micro)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the clock reads finished work
         elapsed = time.perf_counter() - t0
-        steps = max(1, len(train_iter))
         if info.world_size > 1:
-            dist.all_reduce(sums)
+            torch.distributed.all_reduce(sums)
             sums /= info.world_size
-        val = predict(model, val_iter, cfg.amp)  # on every rank: the forward all-gathers
-        val_metrics = broadcast_from_main(info, classification_metrics(val["labels"],
-                                                                       val["logits"]))
-        row = {"epoch": epoch + 1, "train_loss": float(sums[0]) / steps,
-               "train_ce": float(sums[1]) / steps, "train_contrastive": float(sums[2]) / steps,
-               **{f"val_{k}": v for k, v in val_metrics.items()},
-               "temperature": model.contrastive.temperature if model.contrastive else None,
-               "lr": sched.get_last_lr()[0], "epoch_seconds": elapsed,
-               "samples_per_second": seen * info.world_size / elapsed}
+        sums = (sums / max(1, len(train_iter))).tolist()
+        val = evaluate(model, cache, "val", cfg.eval_batch_size, precision)
+        row = {"epoch": epoch + 1, "train_loss": sums[0], "train_ce": sums[1],
+               "train_contrastive": sums[2],
+               **{f"val_{k}": v for k, v in val.items() if k not in ("split", "n")},
+               "temperature": model.temperature, "lr": sched.get_last_lr()[0],
+               "epoch_seconds": elapsed,
+               "samples_per_second": len(train_iter) * cfg.batch_size * info.world_size
+               / elapsed}
         history.append(row)
-        improved = val_metrics["mcc"] > best_mcc
-        if improved:
-            best_mcc, best_epoch, bad_epochs = val_metrics["mcc"], epoch + 1, 0
-        else:
-            bad_epochs += 1
+        mcc = from_main(info, val["mcc"])
+        improved = mcc > best_mcc
+        best_mcc, best_epoch = (mcc, epoch + 1) if improved else (best_mcc, best_epoch)
+        bad_epochs = 0 if improved else bad_epochs + 1
+        stopped = bad_epochs >= cfg.patience
         if info.is_main:
             if improved:
-                model.save(out / "best", extra=extra_config)
-            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "epoch": epoch,
-                          "best_mcc": best_mcc, "best_epoch": best_epoch,
-                          "bad_epochs": bad_epochs, "history": history}, ckpt_path)
+                model.save(out / "best", extra={**(extra_config or {}), "epoch": epoch + 1})
+            save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                             "epoch": epoch + 1, "best_mcc": best_mcc,
+                             "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                             "history": history}, ckpt)
             frame = pd.DataFrame(history)
-            frame.to_csv(out / "metrics.csv", index=False)
-            (out / "metrics.json").write_text(frame.to_json(orient="records", indent=1))
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()
-                                                 if isinstance(v, float)})
+            write_atomic(out / "metrics.csv", frame.to_csv(index=False))
+            write_atomic(out / "metrics.json", json.dumps(frame.to_dict("records"), indent=1))
             if progress:
-                tqdm.write(f"epoch {epoch + 1}: loss {row['train_loss']:.3f}  "
-                           f"val acc {row['val_accuracy']:.3f}  val MCC {row['val_mcc']:.3f}  "
-                           f"({elapsed:.0f}s, {row['samples_per_second']:.0f} samples/s)")
-        if bad_epochs >= cfg.patience:
-            stopped_early = True
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            break
-    if info.world_size > 1:
-        dist.barrier()
-    return FitResult(pd.DataFrame(history), best_epoch, best_mcc, stopped_early)
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    model: EmoticonModel
-    history: pd.DataFrame
-    test_metrics: dict
-    info: DatasetInfo
-    cache: TensorCache
-
-
-def prepare(profile: str | Profile | None, data_dir: str | Path, *, mode: str | None = None,
-            fusion: str | None = None, progress: bool = True, **train_overrides
-            ) -> tuple[ModelConfig, TrainConfig, DatasetInfo, object, TensorCache]:
-    """Configs (profile + overrides), the validated dataset, its tokenizer and tensor cache."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    model_cfg = dataclasses.replace(prof.model)
-    if mode:
-        model_cfg.mode = mode
-    if fusion:
-        model_cfg.fusion = fusion
-    unknown = set(train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"unknown training option(s): {sorted(unknown)}")
-    train_cfg = dataclasses.replace(prof.train, **{k: v for k, v in train_overrides.items()
-                                                   if v is not None})
-    info = load_dataset(data_dir)
-    model_cfg.num_classes = info.num_classes
-    model_cfg.check()
-    tokenizer = load_tokenizer(model_cfg)
-    cache = build_cache(info, tokenizer, model_cfg.image_size, model_cfg.max_length,
-                        progress=progress)
-    return model_cfg, train_cfg, info, tokenizer, cache
-
-
-def train(profile: str | Profile | None, data_dir: str | Path, out_dir: str | Path, *,
-          mode: str | None = None, fusion: str | None = None, resume: bool = True,
-          progress: bool = True, stop_after_epoch: int | None = None, **train_overrides
-          ) -> TrainResult:
-    """Train one model end to end and evaluate its best checkpoint on the test split.
-
-    ``train_overrides`` are :class:`TrainConfig` fields (epochs, batch_size, lr,
-    contrastive_weight, seed, ...).
-    """
-    info_d = setup_distributed()
-    with main_first(info_d):  # rank 0 builds the image cache; the others then read it
-        model_cfg, train_cfg, info, tokenizer, cache = prepare(
-            profile, data_dir, mode=mode, fusion=fusion, progress=progress and info_d.is_main,
-            **train_overrides)
-    set_seed(train_cfg.seed)
-    model = EmoticonModel(model_cfg)
-    out = Path(out_dir)
-    extra = {"labels": [dataclasses.asdict(lab) for lab in info.labels],
-             "train": dataclasses.asdict(train_cfg)}
-    if info_d.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(out / "tokenizer")
-        (out / "run.json").write_text(json.dumps({
-            "data": str(data_dir), "profile": getattr(profile, "name", profile),
-            "skipped_images": cache.skipped, **extra,
-            "model": dataclasses.asdict(model_cfg)}, indent=1, ensure_ascii=False))
-    result = fit(model, cache, train_cfg, out, dist_info=info_d, resume=resume,
-                 stop_after_epoch=stop_after_epoch, progress=progress, extra_config=extra)
-    best = out / "best"
-    if best.is_dir():  # fit ends with a barrier: rank 0 has finished writing it
-        model = EmoticonModel.load(best, device=info_d.device)
-    test_metrics = broadcast_from_main(info_d, evaluate(model, cache, "test",
-                                                        train_cfg.eval_batch_size, train_cfg.amp))
-    if info_d.is_main:
-        (out / "test_metrics.json").write_text(json.dumps(test_metrics, indent=1))
-    return TrainResult(out, model, result.history, test_metrics, info, cache)
-
-
-@contextlib.contextmanager
-def main_first(info: DistInfo):
-    """Rank 0 runs the block first, then the other ranks (shared files are written once)."""
-    if info.world_size > 1 and not info.is_main:
-        dist.barrier()
-    yield
-    if info.world_size > 1 and info.is_main:
-        dist.barrier()
-
-
-def evaluate(model: EmoticonModel, cache: TensorCache, split: str = "test",
-             batch_size: int = 256, amp: str = "auto") -> dict:
-    """Metrics of ``model`` on a cached split.
-
-    Under torch.distributed call it on every rank: the contrastive head all-gathers.
-    """
-    device = next(model.parameters()).device
-    batches = BatchIterator(cache, cache.indices(split), batch_size, device=device)
-    res = predict(model, batches, amp)
-    return {"split": split, "n": int(len(res["labels"])),
-            **classification_metrics(res["labels"], res["logits"])}
+                tqdm.write(f"epoch {epoch + 1}: loss {row['train_loss']:.3f}  val acc "
+                           f"{row['val_accuracy']:.3f}  val MCC {row['val_mcc']:.3f}"
+                           + ("  (best)" if improved else ""))
+    barrier(info)
+    return FitResult(pd.DataFrame(history), best_epoch, best_mcc, stopped, precision, micro)

@@ -1,19 +1,21 @@
+"""Loading a dataset: one preprocessing path, the tensor cache, and bad input kept out."""
+
+import json
+import shutil
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
+from emolib.cli import main
 from emolib.config import get_profile
-from emolib.data import (
-    BatchIterator,
-    Collator,
-    EmoticonDataset,
-    build_cache,
-    load_dataset,
-    normalize_images,
-)
-from emolib.encoders import load_tokenizer
+from emolib.data import BatchIterator, Collator, EmoticonDataset, build_cache, load_dataset
+from emolib.encoders import IMAGE_MEAN, IMAGE_STD, load_tokenizer, normalize_images
 from emolib.layout import DataError
+from emolib.preprocess import Preprocessor
 from emolib.text import normalize_tweet
 
 
@@ -22,24 +24,30 @@ def tokenizer():
     return load_tokenizer(get_profile("smoke").model)
 
 
-@pytest.fixture
-def broken_copy(tiny_synth, tmp_path):
-    """The tiny dataset with two unreadable images planted."""
-    import shutil
+def pre_for(info, tokenizer, size=32, length=16):
+    return Preprocessor.for_labels(tokenizer, size, length, [lab.emoji for lab in info.labels])
 
-    root = tmp_path / "ds"
+
+def copy_of(tiny_synth, tmp_path, name="ds"):
+    root = tmp_path / name
     shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("cache"))
-    meta = pd.read_csv(root / "metadata.csv")
-    (root / "images" / meta.at[0, "image"]).write_bytes(b"not an image")
-    (root / "images" / meta.at[1, "image"]).unlink()
     return root
+
+
+def edit_rows(root, **columns):
+    """Set ``column -> {row: value}`` in metadata.csv."""
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    for column, values in columns.items():
+        for row, value in values.items():
+            meta.at[row, column] = value
+    meta.to_csv(root / "metadata.csv", index=False)
+    return meta
 
 
 def test_tweet_normalisation_makes_emoji_readable_for_bert(tokenizer):
     text = normalize_tweet("@anna_99 lol 😂 https://t.co/xyz")
     assert text == "@user lol face with tears of joy http"
-    ids = tokenizer(text)["input_ids"]
-    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
     assert tokenizer.unk_token_id in tokenizer("😂")["input_ids"]  # why we demojize
 
 
@@ -48,43 +56,73 @@ def test_missing_folder_says_how_to_make_one(tmp_path):
         load_dataset(tmp_path / "nope")
 
 
-def test_dataset_and_collator_skip_unreadable_images(broken_copy, tokenizer):
-    info = load_dataset(broken_copy)
-    ds = EmoticonDataset(info, "train", image_size=32)
-    collate = Collator(tokenizer, max_length=16)
-    bad = set(pd.read_csv(broken_copy / "metadata.csv")["id"][:2])
-    n_bad = int(ds.rows["id"].isin(bad).sum())
-    loader = torch.utils.data.DataLoader(ds, batch_size=16, collate_fn=collate)
-    total = 0
-    for batch in loader:
-        assert batch["pixel_values"].shape[1:] == (3, 32, 32)
-        assert batch["pixel_values"].dtype == torch.float32
-        assert batch["input_ids"].shape == batch["attention_mask"].shape
-        total += len(batch["labels"])
-    assert total == len(ds) - n_bad and collate.skipped == n_bad
-    assert sum(ds.skipped.values()) == n_bad
+# ---------------------------------------------------------------- one preprocessing path
+@pytest.mark.parametrize("size", [24, 32, 48])
+def test_live_preprocessing_equals_the_cached_tensors(tiny_synth, tmp_path, tokenizer, size):
+    """Non-square images at several sizes: the cache holds exactly what predict computes."""
+    root = copy_of(tiny_synth, tmp_path)
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(40, 23), (17, 61), (90, 90), (33, 32)]):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / meta.at[i, "image"])
+    info = load_dataset(root)
+    pre = pre_for(info, tokenizer, size)
+    cache = build_cache(info, pre, progress=False)
+    for i in range(4):
+        live = pre([meta.at[i, "text"]], [root / "images" / meta.at[i, "image"]])
+        pos = int(np.flatnonzero(cache.ids == meta.at[i, "id"])[0])
+        cached = BatchIterator(cache, np.array([pos]), 1).batch(np.array([pos]))
+        assert live["pixel_values"].shape == (1, 3, size, size)
+        assert torch.equal(live["pixel_values"], cached["pixel_values"])
+        width = live["input_ids"].shape[1]
+        assert torch.equal(live["input_ids"], cached["input_ids"][:, :width])
+    assert len(list((root / "cache").glob(f"images_{size}_*.npy"))) == 1
 
 
-def test_cache_matches_per_item_path_and_counts_skips(broken_copy, tokenizer):
-    info = load_dataset(broken_copy)
-    cache = build_cache(info, tokenizer, image_size=32, max_length=16, progress=False)
-    assert cache.skipped == {"corrupt": 1, "missing": 1}
-    assert len(cache) == len(info.frame) - 2
-    assert cache.images.dtype == np.uint8
-    # a second build reuses the files on disk and reports the same skips
-    again = build_cache(info, tokenizer, image_size=32, max_length=16, progress=False)
+def test_one_cache_per_image_size(tiny_synth, tmp_path, tokenizer):
+    root = copy_of(tiny_synth, tmp_path)
+    info = load_dataset(root)
+    a = build_cache(info, pre_for(info, tokenizer, 24), progress=False)
+    b = build_cache(info, pre_for(info, tokenizer, 32), progress=False)
+    assert a.images.shape[-1] == 24 and b.images.shape[-1] == 32
+    assert len(list((root / "cache").glob("images_*.npy"))) == 2
+
+
+def test_normalisation_is_what_the_vit_checkpoints_expect():
+    # google/vit-base-patch16-224-in21k: image_mean = image_std = [0.5, 0.5, 0.5]
+    assert (IMAGE_MEAN, IMAGE_STD) == (0.5, 0.5)
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert normalize_images(x).flatten().tolist() == pytest.approx([-1.0, -0.6, 1.0])
+
+
+def test_per_item_path_equals_the_cache_and_skips_bad_images(tiny_synth, tmp_path, tokenizer):
+    root = copy_of(tiny_synth, tmp_path)
+    meta = pd.read_csv(root / "metadata.csv")
+    (root / "images" / meta.at[0, "image"]).write_bytes(b"not an image")
+    (root / "images" / meta.at[1, "image"]).unlink()
+    info = load_dataset(root)
+    pre = pre_for(info, tokenizer)
+    cache = build_cache(info, pre, progress=False)
+    assert cache.skipped == {"corrupt": 1, "missing": 1} and len(cache) == len(info.frame) - 2
+    again = build_cache(info, pre, progress=False)  # from disk: same skips
     assert again.skipped == cache.skipped and len(again) == len(cache)
-    # cached pixels equal the per-item transform (same decode + resize)
-    ds = EmoticonDataset(info, "train", image_size=32)
-    item = next(x for x in (ds[i] for i in range(len(ds))) if x is not None)
-    pos = int(np.flatnonzero(cache.ids == item["id"])[0])
-    batch = BatchIterator(cache, np.array([pos]), 1).batch(np.array([pos]))
-    cached = normalize_images(batch["pixel_values"])[0]
-    assert torch.allclose(cached, item["image"], atol=2 / 255 * 2 + 1e-6)
+    ds, collate = EmoticonDataset(info, "train", pre), Collator(pre)
+    n_bad = int(ds.rows["id"].isin(set(meta["id"][:2])).sum())
+    total = 0
+    for batch in torch.utils.data.DataLoader(ds, batch_size=16, collate_fn=collate):
+        assert batch["pixel_values"].dtype == torch.uint8
+        total += len(batch["labels"])
+    assert total == len(ds) - n_bad and collate.skipped == n_bad == sum(ds.skipped.values())
+    row = ds.rows.iloc[-1]
+    item = ds[len(ds) - 1]
+    pos = int(np.flatnonzero(cache.ids == row["id"])[0])
+    assert torch.equal(item["image"], torch.from_numpy(np.asarray(cache.images[cache.rows[pos]])))
 
 
 def test_batches_shuffle_per_epoch_deterministically_and_shard(tiny_synth, tokenizer):
-    cache = build_cache(load_dataset(tiny_synth), tokenizer, 32, 16, progress=False)
+    info = load_dataset(tiny_synth)
+    cache = build_cache(info, pre_for(info, tokenizer), progress=False)
     idx = cache.indices("train")
 
     def ids(it):
@@ -98,16 +136,103 @@ def test_batches_shuffle_per_epoch_deterministically_and_shard(tiny_synth, token
     shards = [BatchIterator(cache, idx, 4, shuffle=True, seed=1, rank=r, world_size=2)
               for r in range(2)]
     orders = [s._order() for s in shards]
-    assert len(orders[0]) == len(orders[1])
-    assert not set(orders[0]) & set(orders[1])
+    assert len(orders[0]) == len(orders[1]) and not set(orders[0]) & set(orders[1])
     whole = BatchIterator(cache, idx, 4, shuffle=True, seed=1)._order()
     assert set(orders[0]) | set(orders[1]) == set(whole[: len(whole) - len(whole) % 2])
     batch = next(iter(a))
-    width = batch["input_ids"].shape[1]
-    assert batch["attention_mask"][:, -1].any() and width <= 16  # padding trimmed
+    assert batch["attention_mask"][:, -1].any() and batch["input_ids"].shape[1] <= 16
 
 
-def test_empty_split_is_a_clear_error(tiny_synth, tokenizer):
-    cache = build_cache(load_dataset(tiny_synth), tokenizer, 32, 16, progress=False)
-    with pytest.raises(DataError, match="no usable samples"):
-        BatchIterator(cache, np.array([], dtype=int), 4)
+# ---------------------------------------------------------------- bad input stays out
+def test_image_paths_outside_the_dataset_are_never_opened(tiny_synth, tmp_path):
+    root = copy_of(tiny_synth, tmp_path)
+    sibling = copy_of(tiny_synth, tmp_path, "sibling")
+    secret = tmp_path / "outside.png"
+    shutil.copy(next((root / "images").iterdir()), secret)
+    (root / "images" / "link.png").symlink_to(secret)
+    edit_rows(root, image={0: "../../outside.png", 1: str(secret), 2: "../../sibling/images/"
+                           + pd.read_csv(sibling / "metadata.csv").at[2, "image"],
+                           3: "link.png", 4: "../../../../../../etc/passwd"})
+    opened = []
+    forbidden = (str(secret), str(sibling), "/etc/passwd")
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], str) and args[0].startswith(forbidden):
+            opened.append(args[0])
+
+    sys.addaudithook(hook)
+    info = load_dataset(root)
+    tok = load_tokenizer(get_profile("smoke").model)
+    cache = build_cache(info, pre_for(info, tok), progress=False)
+    assert info.skipped == {"outside-dataset": 5}
+    assert len(cache) == len(info.frame) == 155
+    assert opened == []
+
+
+def test_empty_text_and_label_emoji_are_handled(tiny_synth, tmp_path):
+    root = copy_of(tiny_synth, tmp_path)
+    meta = edit_rows(root, text={0: "", 1: "   ", 3: "so funny 😂"})
+    label = meta.at[2, "label"]
+    edit_rows(root, text={2: f" {label}{label} "})
+    info = load_dataset(root)
+    assert info.skipped == {"empty-text": 2, "empty-after-label-emoji": 1}
+    assert info.label_emoji_rows == 1  # row 3: kept, its 😂 removed before the model sees it
+    tok = load_tokenizer(get_profile("smoke").model)
+    pre = pre_for(info, tok)
+    assert pre.text("so funny 😂") == "so funny"
+    assert pre.text("so funny 🦄") == "so funny unicorn"  # not a label: read as words
+
+
+def run_cli(*args):
+    return main(["train", "--profile", "smoke", *map(str, args), "--epochs", "1"])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"id,text,image,label,split\n", "header but no rows"),
+    ("id,text,image,label,split\na,hi,a.png,😂,train,extra\n".encode(), "more fields"),
+    ("id,text,image,label,split\nb,ho,b.png,😂,train\na,hi,a.png,😂,train,x\n".encode(),
+     "has 6 fields"),
+    (b"id,text,image,label,split\nb,ho,b.png\n", "fewer fields"),
+    (b"id,text,image,label,split\na,h\xffi,a.png,x,train\n", "is not UTF-8"),
+    ("id,text,image,label,split\n,hi,a.png,😂,train\n".encode(), "empty id"),
+    ("id,words,image,label,split\na,hi,a.png,😂,train\n".encode(), "missing column"),
+])
+def test_malformed_tables_give_one_line_and_exit_2(tiny_synth, tmp_path, capsys, content,
+                                                   message):
+    root = copy_of(tiny_synth, tmp_path)
+    (root / "metadata.csv").write_bytes(content)
+    assert run_cli("--data", root, "--out", tmp_path / "r") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert "metadata.csv" in err
+
+
+def test_one_class_and_empty_splits_are_refused_by_name(tiny_synth, tmp_path, capsys):
+    root = copy_of(tiny_synth, tmp_path)
+    labels = json.loads((root / "labels.json").read_text())
+    (root / "labels.json").write_text(json.dumps(labels[:1]))
+    assert run_cli("--data", root, "--out", tmp_path / "r") == 2
+    assert "at least 2" in capsys.readouterr().err
+    root = copy_of(tiny_synth, tmp_path, "noval")
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    meta.loc[meta["split"] == "val", "split"] = "train"
+    meta.to_csv(root / "metadata.csv", index=False)
+    assert run_cli("--data", root, "--out", tmp_path / "r2") == 2
+    assert "the 'val' split has no usable posts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_two_and_three_class_datasets_train_end_to_end(tiny_synth, tmp_path, classes):
+    from emolib.run import train
+
+    root = copy_of(tiny_synth, tmp_path)
+    labels = json.loads((root / "labels.json").read_text())[:classes]
+    (root / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    meta["label"] = [labels[i % classes]["emoji"] for i in range(len(meta))]
+    meta.to_csv(root / "metadata.csv", index=False)
+    res = train("smoke", root, tmp_path / "r", progress=False, epochs=1, batch_size=16)
+    assert res.model.cfg.num_classes == classes
+    assert 0.0 <= res.test_metrics["accuracy"] <= 1.0
+    assert ("top3_accuracy" in res.test_metrics) == (classes > 3)

@@ -54,40 +54,60 @@ def _no_dropout_profile():
 DAMPED_ADAMW = functools.partial(torch.optim.AdamW, eps=1e-6)
 
 
-def _fit(data, out, batch_size, dist_info=None, **kw):
+def _fit(data, out, batch_size, dist=None, micro_batch=None, stop_after=None):
     """The same setup on every rank: configs, cache, seeded model, then ``fit``."""
+    import emolib.train as T
     from emolib.model import EmoticonModel
-    from emolib.train import fit, prepare, set_seed
+    from emolib.run import experiment
 
-    model_cfg, cfg, *_, cache = prepare(_no_dropout_profile(), data, progress=False,
-                                        batch_size=batch_size, epochs=2, patience=10)
-    set_seed(cfg.seed)
-    model = EmoticonModel(model_cfg)
+    exp = experiment(_no_dropout_profile(), data, progress=False, batch_size=batch_size,
+                     epochs=2, patience=10, micro_batch=micro_batch)
+    T.set_seed(exp.train.seed)
+    model = EmoticonModel(exp.model)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    result = fit(model, cache, cfg, out, dist_info=dist_info, progress=False, **kw)
-    return model, result, len(cache.indices("train")), initial
+    if stop_after:  # every rank dies in the epoch after `stop_after`, as a killed job would
+        evaluate, calls = T.evaluate, []
+
+        def dying(*args):
+            calls.append(1)
+            if len(calls) > stop_after:
+                raise KeyboardInterrupt
+            return evaluate(*args)
+
+        T.evaluate = dying
+        try:
+            T.fit(model, exp.cache, exp.train, out, dist=dist, progress=False)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            T.evaluate = evaluate
+        return None
+    result = T.fit(model, exp.cache, exp.train, out, dist=dist, progress=False)
+    return model, result, len(exp.cache.indices("train")), initial
 
 
-def _worker(rank, world, port, data, out, results):
+def _worker(rank, world, port, data, out, results, micro_batch):
     import torch.distributed as dist
 
     import emolib.model
     import emolib.train as T
+    from emolib.distributed import setup_distributed
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     torch.optim.AdamW = DAMPED_ADAMW  # this process only
     writes = []  # only rank 0 may write files
-    save_checkpoint, save_model = T._atomic_save, emolib.model.EmoticonModel.save
-    T._atomic_save = lambda *a: (writes.append("checkpoint"), save_checkpoint(*a))
+    save_checkpoint, save_model = T.save_checkpoint, emolib.model.EmoticonModel.save
+    T.save_checkpoint = lambda *a: (writes.append("checkpoint"), save_checkpoint(*a))
     emolib.model.EmoticonModel.save = lambda *a, **k: (writes.append("best"),
                                                        save_model(*a, **k))
-    info = T.setup_distributed()
+    info = setup_distributed()
     assert (info.rank, info.world_size) == (rank, world)
-    # interrupted after epoch 1, then resumed: every rank must load weights *and* optimizer
-    _fit(data, out, BATCH, info, stop_after_epoch=1)
-    model, result, *_ = _fit(data, out, BATCH, info)
+    if micro_batch is None:  # interrupted after epoch 1, then resumed on every rank
+        _fit(data, out, BATCH, info, stop_after=1)
+        dist.barrier()
+    model, result, *_ = _fit(data, out, BATCH, info, micro_batch=micro_batch)
     results[rank] = {"state": {k: v.clone() for k, v in model.state_dict().items()},
                      "history": result.history.drop(columns=["epoch_seconds",
                                                              "samples_per_second"]),
@@ -95,8 +115,11 @@ def _worker(rank, world, port, data, out, results):
     dist.destroy_process_group()
 
 
+@pytest.mark.parametrize("micro_batch", [None, 16], ids=["resumed", "2-micro-batches"])
 def test_two_gloo_ranks_train_like_one_process_on_the_full_batch(dataset, tmp_path,
-                                                                monkeypatch):
+                                                                monkeypatch, micro_batch):
+    """2 ranks x batch 32 (through a kill and resume; or in 2 micro-batches of 16 each)
+    end with the weights of 1 process x batch 64."""
     import torch.multiprocessing as mp
 
     monkeypatch.setattr(torch.optim, "AdamW", DAMPED_ADAMW)
@@ -104,7 +127,8 @@ def test_two_gloo_ranks_train_like_one_process_on_the_full_batch(dataset, tmp_pa
     assert n_train // (2 * BATCH) == 2  # two steps an epoch, as on the two ranks
     results = mp.Manager().dict()
     ctx = mp.start_processes(_worker, args=(2, _free_port(), dataset, tmp_path / "two",
-                                            results), nprocs=2, start_method="spawn", join=False)
+                                            results, micro_batch), nprocs=2,
+                             start_method="spawn", join=False)
     deadline = time.monotonic() + 300
     while not ctx.join(timeout=5):
         if time.monotonic() > deadline:  # a collective one rank never reached: fail, not hang
@@ -120,9 +144,8 @@ def test_two_gloo_ranks_train_like_one_process_on_the_full_batch(dataset, tmp_pa
                                        msg=lambda m, key=key: f"{key}: {m}")
     for key in ref_state:  # the ranks agree with each other exactly
         assert torch.equal(results[0]["state"][key], results[1]["state"][key]), key
-    # same metrics (rank 0's, broadcast) on both ranks; only rank 0 wrote files
     hist = [results[r]["history"] for r in (0, 1)]
-    assert hist[0].equals(hist[1]) and len(hist[0]) == 2
+    assert len(hist[0]) == 2 and hist[0]["val_mcc"].equals(hist[1]["val_mcc"])
     assert results[0]["writes"] and results[1]["writes"] == []
     assert hist[0]["train_loss"].tolist() == pytest.approx(ref.history["train_loss"].tolist(),
                                                            abs=1e-5)

@@ -5,7 +5,8 @@ import torch
 
 from emolib.config import get_profile
 from emolib.fusion import AttentionFusion, ConcatFusion, modality_tokens
-from emolib.model import EmoticonModel, compute_loss
+from emolib.losses import compute_loss
+from emolib.model import EmoticonModel, text_features
 
 
 def batch(n=4, size=32, length=10):
@@ -50,22 +51,62 @@ def test_concat_fusion_and_single_modality_tokens():
 
 @pytest.mark.parametrize("mode, fusion", [("both", "attention"), ("both", "concat"),
                                           ("text", "attention"), ("image", "concat")])
-def test_model_modes_forward_backward(mode, fusion):
+def test_model_modes_give_unit_embeddings_and_train_every_parameter(mode, fusion):
     cfg = get_profile("smoke").model
     cfg.mode, cfg.fusion = mode, fusion
+    torch.manual_seed(0)
     model = EmoticonModel(cfg)
     b = batch()
     out = model(**b)
     assert out.logits.shape == (4, cfg.num_classes)
     assert (out.text_embed is None) == (mode == "image")
     assert (out.image_embed is None) == (mode == "text")
-    assert (out.contrastive is None) == (mode != "both")
-    if out.text_embed is not None:
-        assert torch.allclose(out.text_embed.norm(dim=-1), torch.ones(4), atol=1e-5)
+    assert (out.logit_scale is None) == (mode != "both")
+    for emb in (out.text_embed, out.image_embed):
+        if emb is not None:
+            assert torch.allclose(emb.norm(dim=-1), torch.ones(4), atol=1e-5)
     loss, parts = compute_loss(out, b["labels"], 0.5)
     loss.backward()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    assert all(p.grad is not None for p in trainable if p.dim() > 1)
+    # one modality token: attention over a single token is 1 whatever the query and keys
+    inert = ("fusion.query", "fusion.key.") if mode != "both" else ()
+    for name, p in model.named_parameters():
+        if p.requires_grad and "pooler" not in name and not name.startswith(inert):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_the_contrastive_term_reaches_the_embeddings():
+    """Gradients at the embeddings change with lambda: the InfoNCE term is not detached."""
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    b = batch()
+
+    def embed_grads(weight):
+        out = model(**b)
+        out.text_embed.retain_grad()
+        out.image_embed.retain_grad()
+        compute_loss(out, b["labels"], weight)[0].backward()
+        model.zero_grad()
+        return out.text_embed.grad.clone(), out.image_embed.grad.clone()
+
+    (t0, v0), (t1, v1) = embed_grads(0.0), embed_grads(1.0)
+    assert not torch.allclose(t0, t1) and not torch.allclose(v0, v1)
+
+
+def test_frozen_text_features_equal_the_encoder_path(tiny_synth):
+    from emolib.run import experiment
+
+    exp = experiment("smoke", tiny_synth, progress=False)
+    exp.model.text.freeze = True
+    torch.manual_seed(0)
+    model = EmoticonModel(exp.model).train()  # frozen encoder: eval mode, no dropout
+    cache = text_features(model, exp.cache, batch_size=7)
+    assert cache.text_features.shape == (len(cache), model.text_encoder.hidden_size)
+    idx = cache.indices("val")[:5]
+    ids, mask = cache.input_ids[idx].long(), cache.attention_mask[idx].long()
+    want = model.encode_text(ids, mask)
+    assert torch.allclose(model.encode_text(ids, mask, cache.text_features[idx]), want,
+                          atol=1e-6)
+    exp.model.text.freeze = False
+    assert text_features(EmoticonModel(exp.model), exp.cache) is exp.cache
 
 
 def test_loss_is_ce_plus_lambda_contrastive():

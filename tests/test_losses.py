@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emolib.losses import MAX_LOGIT_SCALE, ContrastiveLoss, clip_loss
+from emolib.losses import (
+    MAX_LOGIT_SCALE,
+    clamp_logit_scale_,
+    classification_loss,
+    clip_loss,
+    contrastive_loss,
+)
 
 
 def brute_force(text: np.ndarray, image: np.ndarray, scale: float) -> float:
@@ -44,15 +50,49 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(clip_loss, (t, v, s))
 
 
-def test_temperature_init_and_clamp():
-    loss = ContrastiveLoss(0.07)
-    assert loss.temperature == pytest.approx(0.07, rel=1e-6)
+def test_clamped_scale_keeps_its_gradient_and_can_come_back_down():
+    """open_clip's clamp: the parameter is clamped after the step, never s in the forward."""
+    log_s = torch.nn.Parameter(torch.tensor(math.log(MAX_LOGIT_SCALE)))
+    opt = torch.optim.SGD([log_s], lr=0.5)
+    t, v = unit(8, 4, 0), unit(8, 4, 1)  # unrelated pairs: a lower scale lowers the loss
+    for _ in range(3):
+        opt.zero_grad()
+        clip_loss(t, v, log_s.exp()).backward()
+        assert log_s.grad.item() > 0  # at the cap the gradient still says "come down"
+        opt.step()
+        clamp_logit_scale_(log_s)
+    assert log_s.item() < math.log(MAX_LOGIT_SCALE) - 0.1
     with torch.no_grad():
-        loss.logit_scale.fill_(10.0)  # exp(10) >> 100
-    assert loss.scale().item() == MAX_LOGIT_SCALE
-    t = unit(4, 8, 0).float()
-    loss(t, t).backward()
-    assert loss.logit_scale.grad.item() == 0.0  # clamped: no gradient pushes it further
+        log_s.fill_(10.0)
+    clamp_logit_scale_(log_s)
+    assert log_s.item() == pytest.approx(math.log(MAX_LOGIT_SCALE))
+    with torch.no_grad():
+        log_s.fill_(-3.0)
+    clamp_logit_scale_(log_s)
+    assert log_s.item() == 0.0
+
+
+def test_logits_are_float32_under_autocast():
+    """bf16 similarities at s = 100 would move logits by ~0.1: the loss turns autocast off."""
+    t, v = unit(64, 32, 0).float(), unit(64, 32, 1).float()
+    scale = torch.tensor(100.0)
+    exact = clip_loss(t.double(), v.double(), scale.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = clip_loss(t, v, scale)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(exact.item(), rel=1e-5)
+
+
+def test_classification_loss_ignores_hidden_labels_and_sums_across_micro_batches():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 4), torch.tensor([0, -100, 2, 3, -100, 1])
+    want = F.cross_entropy(logits[labels >= 0], labels[labels >= 0])
+    assert classification_loss(logits, labels).item() == pytest.approx(want.item())
+    halves = sum(classification_loss(logits[i:i + 3], labels[i:i + 3], count=4)
+                 for i in (0, 3))
+    assert halves.item() == pytest.approx(want.item())
+    nothing = classification_loss(logits[:1], torch.tensor([-100]))
+    assert nothing.item() == 0.0  # no labelled post: no NaN
 
 
 def test_shape_mismatch_is_refused():
@@ -74,13 +114,13 @@ def _worker(rank, world, port, t_all, v_all, out):
     n = len(t_all) // world
     t = t_all[rank * n:(rank + 1) * n].clone().requires_grad_()
     v = v_all[rank * n:(rank + 1) * n].clone().requires_grad_()
-    crit = ContrastiveLoss(0.07).double()
-    loss = crit(t, v)
+    log_s = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), dtype=torch.float64))
+    loss = contrastive_loss(t, v, log_s.exp())
     loss.backward()
     # As DDP would: average the parameter gradient over ranks; local feature gradients
     # are already complete (all_gather's backward sums them across ranks) and so are
     # `world` times the gradient of the one global loss.
-    grad_scale = crit.logit_scale.grad.clone()
+    grad_scale = log_s.grad.clone()
     dist.all_reduce(grad_scale)
     out[rank] = {"loss": loss.item(), "t_grad": t.grad / world, "v_grad": v.grad / world,
                  "scale_grad": grad_scale / world}
@@ -93,8 +133,8 @@ def test_two_gloo_processes_equal_one_process_on_the_full_batch():
     world, n, d = 2, 8, 6
     t_all, v_all = unit(n, d, 4), unit(n, d, 5)
     ref_t, ref_v = t_all.clone().requires_grad_(), v_all.clone().requires_grad_()
-    ref = ContrastiveLoss(0.07).double()
-    ref_loss = ref(ref_t, ref_v)
+    ref = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), dtype=torch.float64))
+    ref_loss = contrastive_loss(ref_t, ref_v, ref.exp())
     ref_loss.backward()
     manager = mp.Manager()
     out = manager.dict()
@@ -106,4 +146,4 @@ def test_two_gloo_processes_equal_one_process_on_the_full_batch():
         sl = slice(rank * n // world, (rank + 1) * n // world)
         assert torch.allclose(r["t_grad"], ref_t.grad[sl], atol=1e-5)
         assert torch.allclose(r["v_grad"], ref_v.grad[sl], atol=1e-5)
-        assert torch.allclose(r["scale_grad"], ref.logit_scale.grad, atol=1e-5)
+        assert torch.allclose(r["scale_grad"], ref.grad, atol=1e-5)

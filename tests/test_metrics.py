@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emolib.metrics import classification_metrics, confusion, per_class_report
+from emolib.metrics import classification_metrics, label_metrics, per_class_report
 
 
 def mcc_by_hand(y, p, k):
@@ -32,9 +32,8 @@ def test_metrics_agree_with_hand_computation():
     assert m["macro_f1"] == pytest.approx(np.mean(f1))
 
 
-def test_confusion_and_report():
+def test_report():
     y, p = np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2])
-    assert confusion(y, p, 3).tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 2]]
     rep = per_class_report(y, p, ["a", "b", "c"])
     assert rep["b"]["recall"] == 0 and rep["c"]["precision"] == pytest.approx(2 / 3)
 
@@ -42,3 +41,24 @@ def test_confusion_and_report():
 def test_shape_errors():
     with pytest.raises(ValueError, match="scores must be"):
         classification_metrics(np.array([0, 1]), np.zeros(2))
+
+
+def test_two_and_three_classes():
+    y = np.array([0, 1, 1, 0, 1])
+    scores = np.array([[2.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 3.0], [0.0, 2.0]])
+    m = classification_metrics(y, scores)
+    assert m["accuracy"] == pytest.approx(3 / 5) and "top3_accuracy" not in m
+    m3 = classification_metrics(np.array([0, 1, 2]), np.eye(3), k=2)
+    assert m3["top2_accuracy"] == 1.0 and m3["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="C >= 2"):
+        classification_metrics(np.array([0, 0]), np.ones((2, 1)))
+
+
+def test_macro_f1_is_macro_not_weighted():
+    """Imbalanced classes: macro-F1 averages classes equally, weighted-F1 would not."""
+    y = np.array([0] * 8 + [1, 2])
+    p = np.array([0] * 8 + [0, 2])
+    m = label_metrics(y, p, 3)
+    f1_0, f1_1, f1_2 = 2 * 8 / (2 * 8 + 1), 0.0, 1.0
+    assert m["macro_f1"] == pytest.approx((f1_0 + f1_1 + f1_2) / 3)
+    assert m["macro_f1"] != pytest.approx((8 * f1_0 + f1_1 + f1_2) / 10)

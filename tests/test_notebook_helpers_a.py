@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from emolib import plots
-from emolib.encoders import nearest_neighbours, neighbour_agreement, patchify
+from emolib.encoders import patchify
 from emolib.losses import clip_loss, infonce_floor
+from emolib.retrieval import nearest_neighbours, neighbour_agreement
 
 matplotlib.use("Agg")
 

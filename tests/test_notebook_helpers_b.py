@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from emolib.metrics import emosynth_reference, label_metrics
-from emolib.synth import ceilings
+from emolib.metrics import label_metrics
+from emolib.synth import bayes_reference, ceilings
 
 
 def test_label_metrics_agree_with_scikit_learn():
@@ -22,8 +22,8 @@ def test_label_metrics_agree_with_scikit_learn():
         label_metrics(y, p[:10], 5)
 
 
-def test_emosynth_reference_is_near_the_analytic_ceilings(tiny_synth):
-    ref = emosynth_reference(tiny_synth, "train")
+def test_bayes_reference_is_near_the_analytic_ceilings(tiny_synth):
+    ref = bayes_reference(tiny_synth, "train")
     assert set(ref) == {"text", "image", "joint"}
     cfg = json.loads((tiny_synth / "emosynth.json").read_text())["config"]
     ceil = ceilings(cfg["classes"], cfg["noise"])
@@ -36,11 +36,11 @@ def test_emosynth_reference_is_near_the_analytic_ceilings(tiny_synth):
         assert abs(ref[name]["accuracy"] - ceil[name]) < 0.15  # 128 posts: sampling noise
 
 
-def test_emosynth_reference_errors(tiny_synth, tmp_path):
+def test_bayes_reference_errors(tiny_synth, tmp_path):
     with pytest.raises(FileNotFoundError, match="latents.csv"):
-        emosynth_reference(tmp_path)
+        bayes_reference(tmp_path)
     with pytest.raises(ValueError, match="no posts"):
-        emosynth_reference(tiny_synth, "nope")
+        bayes_reference(tiny_synth, "nope")
 
 
 def test_curves_figure_has_a_line_per_curve_and_reference():

@@ -114,9 +114,10 @@ def test_prototypes_and_zero_shot_on_separated_clusters():
 
 def test_embed_split_and_embed_texts_on_a_tiny_model(tiny_synth):
     from emolib.model import EmoticonModel
-    from emolib.train import prepare
+    from emolib.run import experiment
 
-    model_cfg, _, info, tokenizer, cache = prepare("smoke", tiny_synth, progress=False)
+    exp = experiment("smoke", tiny_synth, progress=False)
+    model_cfg, info, pre, cache = exp.model, exp.data, exp.pre, exp.cache
     torch.manual_seed(0)
     model = EmoticonModel(model_cfg).eval()
     emb = embed_split(model, cache, "test", batch_size=7)
@@ -125,9 +126,9 @@ def test_embed_split_and_embed_texts_on_a_tiny_model(tiny_synth):
     assert emb.logits.shape == (n, info.num_classes) and emb.labels.shape == (n,)
     assert np.allclose(np.linalg.norm(emb.text, axis=1), 1, atol=1e-5)
     names = [lab.name for lab in info.labels]
-    vecs = embed_texts(model, tokenizer, names, batch_size=3)
+    vecs = embed_texts(model, pre, names, batch_size=3)
     assert vecs.shape == (len(names), model_cfg.embed_dim)
-    again = embed_texts(model, tokenizer, names[:2])
+    again = embed_texts(model, pre, names[:2])
     assert np.allclose(vecs[:2], again, atol=1e-5)  # batching does not change the result
     model_cfg.mode = "text"
     with pytest.raises(ValueError, match="both branches"):

@@ -1,0 +1,103 @@
+"""What the hardware decides: device, precision, and how many posts fit in one pass.
+
+* Precision follows the chip: bf16 autocast where the GPU has native bf16 (compute
+  capability >= 8.0: A100, L4, H100); fp16 autocast with a gradient scaler below that
+  (Colab's T4 is 7.5: ``torch.cuda.is_bf16_supported()`` says True there, but it counts
+  software emulation); fp32 on the CPU.
+* The global batch is what the contrastive loss sees (every in-batch negative counts);
+  the micro-batch is what fits in memory. :func:`choose_micro_batch` estimates it from the
+  GPU's free memory, and :func:`emolib.train.train_step` splits a batch into micro-batches
+  without changing the gradient (GradCache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+#: Bytes kept for backward per (layer x token x hidden unit) and sample under 16-bit
+#: autocast: BERT-base + ViT-B/16 at 64 tokens / 224 px keep ~105 MiB per sample
+#: (counted: 12 x (64 + 197) x 768 units x ~46 B, the MLP's 4x width and the attention
+#: probabilities included). fp32 doubles it.
+ACTIVATION_BYTES = 46
+#: Bytes per parameter outside the activations: fp32 weight, gradient, AdamW's two
+#: moments, and autocast's 16-bit weight copy.
+PARAM_BYTES = 4 * 4 + 2
+#: Share of the GPU's free memory a step may plan to use (the allocator fragments).
+HEADROOM = 0.85
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def choose_precision(device: torch.device, requested: str = "auto",
+                     capability: tuple[int, int] | None = None) -> str:
+    """"bf16", "fp16" or "fp32" for ``device``; ``requested`` other than "auto" wins."""
+    if requested != "auto":
+        if requested not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32; got {requested!r}")
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    major, _ = capability or torch.cuda.get_device_capability(device)
+    return "bf16" if major >= 8 else "fp16"
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast to bf16/fp16 (matmuls on tensor cores), or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (its range is too small for small gradients); a no-op else."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def activation_bytes_per_sample(model: torch.nn.Module, precision: str) -> int:
+    """The documented estimate of what one sample keeps for backward (ACTIVATION_BYTES).
+
+    Counts the trained transformer layers of each branch (a frozen bottom keeps nothing).
+    """
+    units = 0
+    cfg = model.cfg
+    for enc in (model.text_encoder, model.image_encoder):
+        if enc is None or enc.cfg.freeze:
+            continue
+        c = enc.backbone.config
+        patch = getattr(c, "patch_size", None)
+        tokens = (cfg.image_size // patch) ** 2 + 1 if patch else cfg.max_length
+        layers = enc.cfg.train_last_layers if enc.cfg.train_last_layers is not None \
+            else c.num_hidden_layers
+        units += layers * tokens * c.hidden_size
+    return units * ACTIVATION_BYTES * (2 if precision == "fp32" else 1)
+
+
+def gpu_budget(device: torch.device) -> int:
+    """Bytes this process may still allocate: free memory, within any per-process cap."""
+    free, total = torch.cuda.mem_get_info(device)
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(device)
+    cap = int(fraction * total) - torch.cuda.memory_reserved(device)
+    return min(free, cap)
+
+
+def choose_micro_batch(batch_size: int, per_sample: int, params: int, budget: int | None
+                       ) -> int:
+    """The largest power of two (or the whole batch) whose step fits ``budget`` bytes.
+
+    ``budget`` None (the CPU) means the whole batch. Never less than 1.
+    """
+    if budget is None:
+        return batch_size
+    room = HEADROOM * budget - PARAM_BYTES * params
+    fits = int(room // max(per_sample, 1))
+    if fits >= batch_size:
+        return batch_size
+    micro = 1
+    while micro * 2 <= fits:
+        micro *= 2
+    return micro
