@@ -41,7 +41,8 @@ from emolib import frozen_features  # noqa: E402
 from emolib.config import get_profile  # noqa: E402
 from emolib.model import EmoticonModel  # noqa: E402
 from emolib.notebook import ensure_emosynth  # noqa: E402
-from emolib.synth import SynthConfig, generate  # noqa: E402
+from emolib.prepare.emosynth import generate  # noqa: E402
+from emolib.synth import SynthConfig  # noqa: E402
 from emolib.train import DistInfo, make_optimizer, prepare, train_batches, train_step  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

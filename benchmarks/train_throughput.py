@@ -50,7 +50,8 @@ from emolib.data import (
 )
 from emolib.encoders import load_tokenizer
 from emolib.model import EmoticonModel, compute_loss
-from emolib.synth import SynthConfig, generate
+from emolib.prepare.emosynth import generate
+from emolib.synth import SynthConfig
 from emolib.train import DistInfo, enable_tf32, make_optimizer, set_seed, train_batches, train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
