@@ -127,7 +127,7 @@ GOOD_PER_CLASS = 12
 
 EXPECTED_SKIPS = {
     "corrupt": 1, "truncated": 1, "empty-file": 1, "too-small": 1, "too-large": 1,
-    "missing": 2, "empty-text": 3, "unknown-label": 1, "duplicate-id": 1,
+    "missing": 4, "empty-text": 3, "unknown-label": 1, "duplicate-id": 1,
     "missing-label": 1, "outside-dataset": 5,
 }
 EXPECTED_CHANGES = {"text-truncated": 1}
@@ -173,10 +173,13 @@ def make_bad_dataset(root: Path) -> dict:
     secret = rgb_jpeg(root.parent / "outside" / "secret.jpg")
     sibling = rgb_jpeg(root.parent / "sibling" / "images" / "s.jpg")
     (images / "link.jpg").symlink_to(secret)
+    (images / "loop.jpg").symlink_to("loop.jpg")  # a link to itself: no such file
     ok_image = "g000.jpg"
     rows += [
         ["b-missing", "image file is gone", "nowhere.jpg", "😂"],
         ["b-noimage", "no image cell", "", "🔥"],
+        ["b-loop", "a symlink loop", "loop.jpg", "❤"],
+        ["b-nul", "a NUL in the path", "g000\x00.jpg", "❤"],
         ["b-empty", "", ok_image, "😂"],
         ["b-space", "   \t  ", ok_image, "😂"],
         ["b-emoji-only", "😂😂 🔥 ❤️", ok_image, "😂"],

@@ -225,7 +225,7 @@ def test_twitter_emoticon_from_url(server, tmp_path, capsys):
     assert is_complete(out) and f"wrote {out}: {expected['rows']} rows" in printed
     # the absolute path and /etc/passwd still lead out; in the extracted copy the '..' paths
     # (from images/) and the left-out link name files inside that do not exist
-    assert "outside-dataset       2" in printed and "missing               5" in printed
+    assert "outside-dataset       2" in printed and "missing               7" in printed
     assert os.listdir(tmp_path / "data") == ["tw"]  # the archive is cleaned up
     assert main([*argv, sha]) == 0
     assert "already holds a complete dataset; nothing to do" in capsys.readouterr().out

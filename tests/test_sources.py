@@ -278,8 +278,8 @@ def test_bad_data_conversion_row_by_row(bad, tmp_path):
     table = result.summary()
     for reason, count in expected["skips"].items():
         assert any(line.split()[:2] == [reason, str(count)] for line in table.splitlines())
-    assert "skipped: 18 rows" in table and "text-truncated" in table
-    assert "outside-dataset       5  tweets.csv row 51 (id 'b-up'): '../outside" in table
+    assert "skipped: 20 rows" in table and "text-truncated" in table
+    assert "outside-dataset       5  tweets.csv row 53 (id 'b-up'): '../outside" in table
 
 
 def test_files_outside_the_dataset_are_never_opened(bad, tmp_path):

@@ -53,14 +53,14 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from emolib.prepare.staging import needs_build
 
-    if not needs_build(args.out, args.force):
-        print(f"{args.out} already holds a complete dataset; nothing to do (pass --force to "
-              "rebuild it)")
-        return 0
     try:
-        print(args.build(args))
-    except ImportError as err:  # an extra that is not installed
-        raise DataError(f"{err}: pip install 'emolib[data]'") from err
+        if needs_build(args.out, args.force):
+            print(args.build(args))
+        else:
+            print(f"{args.out} already holds a complete dataset; nothing to do (pass --force "
+                  "to rebuild it)")
+    except ImportError as err:  # an optional dependency that is not installed
+        raise DataError(f"{err}; pip install 'emolib[data]' installs what data needs") from err
     except OSError as err:  # offline, HTTP or disk errors (the hub's and requests' too)
         raise DataError(f"{err} ({type(err).__name__})") from err
     return 0

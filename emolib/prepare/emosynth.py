@@ -10,25 +10,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from emolib import synth
 from emolib.prepare.staging import build
-from emolib.synth import (
-    SHAPES,
-    TEXT_CUES,
-    SynthConfig,
-    ceilings,
-    labels_for,
-    make_image,
-    make_text,
-    sample_latents,
-)
+from emolib.synth import SynthConfig
 
 
 def _make_post(job: tuple[int, int, int, int, int, Path]) -> str:
     """Draw post ``i`` into ``path`` (its own RNG: any order or worker gives the same files)."""
     seed, i, tg, ig, size, path = job
     rng = np.random.default_rng([seed, 2, i])
-    text = make_text(tg, rng)
-    img = make_image(ig, size, rng)
+    text = synth.make_text(tg, rng)
+    img = synth.make_image(ig, size, rng)
     if path.suffix == ".png":
         img.save(path, optimize=False)
     else:
@@ -41,8 +33,8 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bo
     """Write EmoSynth into ``out_dir``, replacing what is there; ``workers`` processes draw
     the posts, and the files are the same for any number of them."""
     cfg.check()
-    latents = sample_latents(cfg)
-    labels = labels_for(cfg.classes)
+    latents = synth.sample_latents(cfg)
+    labels = synth.labels_for(cfg.classes)
     images = [f"{pid}.{'png' if cfg.image_size <= 64 else 'jpg'}" for pid in latents["id"]]
 
     def write(tmp: Path):
@@ -58,9 +50,10 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bo
         else:
             texts = [_make_post(job) for job in tqdm(jobs, **bar)]
         latents.to_csv(tmp / "latents.csv", index=False)
+        half = cfg.classes // 2
         info = {"name": "EmoSynth", "config": asdict(cfg),
-                "ceilings": ceilings(cfg.classes, cfg.noise),
-                "shapes": SHAPES[: cfg.classes // 2], "text_cues": TEXT_CUES[: cfg.classes // 2]}
+                "ceilings": synth.ceilings(cfg.classes, cfg.noise),
+                "shapes": synth.SHAPES[:half], "text_cues": synth.TEXT_CUES[:half]}
         (tmp / "emosynth.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
         meta = pd.DataFrame({"id": latents["id"], "text": texts, "image": images,
                              "label": [labels[y].emoji for y in latents["y"]],

@@ -13,15 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from emolib.layout import (
-    COLUMNS,
-    COMPLETE,
-    DataError,
-    Label,
-    is_complete,
-    read_labels,
-    read_metadata,
-)
+from emolib import layout
+from emolib.layout import COMPLETE, DataError, Label
 
 #: What a writer returns: the metadata rows, the ordered classes, provenance for .complete.
 Built = tuple[pd.DataFrame, list[Label], dict]
@@ -36,7 +29,7 @@ def write_labels(path: Path, labels: list[Label]) -> None:
 
 
 def write_metadata(path: Path, frame: pd.DataFrame) -> None:
-    frame.loc[:, list(COLUMNS)].to_csv(path, index=False, encoding="utf-8")
+    frame.loc[:, list(layout.COLUMNS)].to_csv(path, index=False, encoding="utf-8")
 
 
 def needs_build(out: str | Path, force: bool = False) -> bool:
@@ -45,7 +38,7 @@ def needs_build(out: str | Path, force: bool = False) -> bool:
     out = Path(out)
     if force or not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return True
-    if is_complete(out):
+    if layout.is_complete(out):
         return False
     raise DataError(f"{out} exists but holds no finished dataset (no {COMPLETE} marker); "
                     "remove it, choose another --out, or pass --force to replace it")
@@ -65,7 +58,7 @@ def build(out: str | Path, write: Callable[[Path], Built]) -> None:
         rows, labels, info = write(tmp)
         write_labels(tmp / "labels.json", labels)
         write_metadata(tmp / "metadata.csv", rows)
-        read_metadata(tmp / "metadata.csv", read_labels(tmp / "labels.json"))
+        layout.read_metadata(tmp / "metadata.csv", layout.read_labels(tmp / "labels.json"))
         write_json(tmp / COMPLETE, info)
         if out.exists():  # the dataset being rebuilt, or an empty folder
             shutil.rmtree(out)

@@ -2,6 +2,7 @@
 table file, or an archive at a URL with its SHA-256), converted into the canonical layout.
 """
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -26,12 +27,14 @@ def find_image(value: str, bases: list[Path], root: Path) -> Path | str:
     """
     value = value.strip().replace("\\", "/")
     names = [value] if Path(value).suffix else [value + ext for ext in IMAGE_EXTS]
-    paths = [base / name for base in bases for name in names] if value else []
+    ok = value and value.isprintable()  # a NUL or a control character names no file
+    paths = [base / name for base in bases for name in names] if ok else []
     for path in paths:  # an absolute name ignores its base
-        if path.exists():
-            return path.resolve() if path.resolve().is_relative_to(root) else "outside-dataset"
-    inside = not paths or any(path.resolve().is_relative_to(root) for path in paths)
-    return "missing" if inside else "outside-dataset"
+        if os.path.exists(path):  # os.path: False, not an error, for a link loop or long name
+            real = Path(os.path.realpath(path))
+            return real if real.is_relative_to(root) else "outside-dataset"
+    inside = any(Path(os.path.realpath(path)).is_relative_to(root) for path in paths)
+    return "missing" if inside or not paths else "outside-dataset"
 
 
 def convert_twitter_emoticon(src: str | Path, out: str | Path, *,
@@ -130,8 +133,8 @@ def _split(value: str, where: str) -> str:
 
 def fetch_twitter_emoticon(url: str, sha256: str, cache: str | Path) -> Path:
     """Download and safely extract an archive of the dataset; return the folder inside."""
-    cache = Path(cache)
+    cache, sha256 = Path(cache), sha256.strip().lower()
     name = Path(url.split("?", 1)[0].rstrip("/")).name or "twitter-emoticon.archive"
-    folder = extract(download(url, cache / name, sha256), cache / "extracted")
+    folder = extract(download(url, cache / name, sha256), cache / f"extracted-{sha256[:16]}")
     inner = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
     return inner[0] if len(inner) == 1 and inner[0].is_dir() else folder
