@@ -55,7 +55,8 @@ class Report:
         if self.frame is None:
             return (f"{self.out} already holds a complete dataset; nothing to do (pass "
                     "--force to rebuild it)")
-        splits = ", ".join(f"{s} {n}" for s in SPLITS for n in [sum(self.frame["split"] == s)])
+        counts = self.frame["split"].value_counts()
+        splits = ", ".join(f"{split} {counts.get(split, 0)}" for split in SPLITS)
         return (f"{self.table()}\nwrote {self.out}: {len(self.frame)} rows ({splits}), "
                 f"{len(self.labels)} classes: {' '.join(lab.emoji for lab in self.labels)}")
 
