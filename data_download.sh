@@ -105,13 +105,8 @@ if [[ "$source_name" == "twitter-emoticon" ]]; then
     ((has_url == 0 || has_sha == 1)) || die "--url needs --sha256 HEX, the checksum of the archive (sha256sum FILE prints it)" 2
 fi
 
-if [[ -f "$out/.complete" ]]; then
-    if ((force == 0)); then
-        echo "$prog: $out is already complete; nothing to do (pass --force to rebuild it)"
-        exit 0
-    fi
-    rm -f -- "$out/.complete"
-fi
+# Python owns the dataset folder: it skips a finished one, builds beside it, and marks it
+# complete only once it is (so a failed --force keeps the old one).
 if ((force == 1)); then
     args+=("--force")
 fi

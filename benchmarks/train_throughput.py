@@ -1,23 +1,24 @@
-"""Training throughput at paper scale: a naive baseline against emolib's trainer.
+"""Training throughput at paper scale, as a ladder: each rung changes one thing.
 
-Both run in one process, on the same model (BERT-base + ViT-B/16, 224 px, 64 tokens,
-random init, so it builds offline) and the same EmoSynth data:
+Every rung runs in one process, on the same model (BERT-base + ViT-B/16, 224 px, 64
+tokens, random init so it builds offline) and the same EmoSynth data:
 
-* baseline: fp32, a plain loop, torch's default AdamW, ``loss.item()`` every step, and a
-  DataLoader that decodes every image file with PIL every epoch (EmoticonDataset +
-  Collator), as most tutorials do;
-* ours: :func:`emolib.train.train_step`, the step ``fit`` runs, on ``fit``'s data path
-  (build_cache -> BatchIterator: uint8 batches, pinned non-blocking copies, normalised on
-  the GPU), bf16 autocast, fused AdamW, TF32; with ``--compile`` also torch.compile on
-  fixed-width batches.
+    fp32         a plain loop: fp32, a DataLoader decoding image files with PIL,
+                 torch's default AdamW, ``loss.item()`` every step
+    tf32         + fp32 matmuls on TF32 tensor cores
+    autocast     + bf16 autocast (fp16 + GradScaler below compute capability 8.0)
+    fused_adamw  + AdamW fused into one kernel
+    no_sync      + no ``loss.item()`` per step: this is emolib's ``train_step``
+    cache        + emolib's data path (uint8 tensor cache, pinned non-blocking copies)
+    compile      + ``torch.compile`` on fixed-width text (what ``fit`` runs with --compile)
 
-It also measures the data path alone (BatchIterator, batch 256) against what training
-consumes, counts the FLOPs of one sample with FlopCounterMode, and writes everything as
-JSON to ``benchmarks/results/``::
+Each rung: ``warmup`` steps, then ``reps`` repetitions of ``steps`` steps, each inside one
+epoch; the median and the spread are reported. FLOPs are counted for the text widths
+actually run (FlopCounterMode on each width), so MFU is of the work done. Also measured:
+the data path alone, and a profiler summary of the fastest eager rung::
 
-    python benchmarks/train_throughput.py              # paper scale, on a GPU
-    python benchmarks/train_throughput.py --compile    # + the compiled step
-    python benchmarks/train_throughput.py --smoke      # smoke model on the CPU, seconds
+    python benchmarks/train_throughput.py                 # every rung, on a GPU
+    python benchmarks/train_throughput.py --smoke         # smoke model on the CPU
 """
 
 from __future__ import annotations
@@ -30,34 +31,35 @@ import json
 import os
 import platform
 import re
+import statistics
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from emolib.config import Profile, TrainConfig, get_profile
-from emolib.data import (
-    BatchIterator,
-    Collator,
-    EmoticonDataset,
-    TensorCache,
-    build_cache,
-    load_dataset,
-)
-from emolib.encoders import load_tokenizer
-from emolib.model import EmoticonModel, compute_loss
-from emolib.synth import SynthConfig, generate
-from emolib.train import DistInfo, enable_tf32, make_optimizer, set_seed, train_batches, train_step
+from emolib.config import Profile, get_profile
+from emolib.data import BatchIterator, Collator, EmoticonDataset
+from emolib.hardware import choose_precision, grad_scaler
+from emolib.losses import compute_loss
+from emolib.model import EmoticonModel
+from emolib.run import experiment
+from emolib.train import param_groups, set_seed, train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
-H100_BF16_PEAK = 790e12  # dense bf16 FLOP/s seen on this workplace's H100 (8192^3 matmul)
+PEAK_BF16 = 790e12  # dense bf16 FLOP/s measured on this workplace's H100 and H200
+RUNGS = {  # name: what it changes, relative to the rung before
+    "fp32": "plain loop, fp32, PIL DataLoader, default AdamW, loss.item() each step",
+    "tf32": "fp32 matmuls on TF32 tensor cores",
+    "autocast": "16-bit autocast (bf16; fp16 + GradScaler below capability 8.0)",
+    "fused_adamw": "AdamW fused into one kernel",
+    "no_sync": "no loss.item() per step (emolib's train_step)",
+    "cache": "emolib's data path: uint8 tensor cache, pinned non-blocking copies",
+    "compile": "torch.compile, fixed-width text",
+}
 
 
-# ---------------------------------------------------------------- model and data
 def bench_profile(smoke: bool) -> Profile:
     """The paper-scale ``gpu`` profile with random init (offline), or the smoke profile."""
     prof = get_profile("smoke" if smoke else "gpu")
@@ -66,201 +68,155 @@ def bench_profile(smoke: bool) -> Profile:
     return prof
 
 
-def ensure_data(path: Path | None, size: int, image_size: int) -> Path:
-    """An EmoSynth folder at ``image_size`` (JPEG above 64 px), generated when missing."""
-    path = path or Path("data") / f"emosynth-bench-{image_size}px-{size}"
-    if not (path / ".complete").is_file():
-        generate(path, SynthConfig(size=size, image_size=image_size), progress=False)
-    return path
-
-
 def sync(device: torch.device) -> None:
-    """Wait for the device, so that a clock read after it counts finished work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def forever(batches, set_epoch: bool = True) -> Iterator[dict]:
-    """Endless batches, a fresh shuffle each epoch."""
-    epoch = 0
-    while True:
-        if set_epoch:
-            batches.set_epoch(epoch)
-        yield from batches
-        epoch += 1
+class Flops:
+    """Forward + backward FLOPs per sample, counted once for each text width run."""
+
+    def __init__(self, model: EmoticonModel, sample: dict, weight: float):
+        self.model, self.sample, self.weight, self.memo = model, sample, weight, {}
+
+    def __call__(self, width: int) -> float:
+        if width not in self.memo:
+            batch = {k: (v[:, :width] if k in ("input_ids", "attention_mask") else v)
+                     for k, v in self.sample.items()}
+            with FlopCounterMode(display=False) as counter:
+                compute_loss(self.model(**batch), batch["labels"], self.weight)[0].backward()
+            self.model.zero_grad(set_to_none=True)
+            self.memo[width] = counter.get_total_flops() / len(batch["labels"])
+        return self.memo[width]
 
 
-# ---------------------------------------------------------------- FLOPs
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of the matmuls, convolutions and attention that ``fn`` runs (FlopCounterMode).
+def run_rung(name: str, exp, prof: Profile, device: torch.device, args, flops: Flops) -> dict:
+    """Time one rung: every switch up to ``name`` on, the later ones off."""
+    on = list(RUNGS)[:list(RUNGS).index(name) + 1]
+    cfg = dataclasses.replace(exp.train, batch_size=args.batch_size)
+    torch.set_float32_matmul_precision("high" if "tf32" in on else "highest")
+    precision = choose_precision(device, "auto") if "autocast" in on else "fp32"
+    set_seed(cfg.seed)
+    model = EmoticonModel(prof.model).to(device).train()
+    fused = "fused_adamw" in on and device.type == "cuda"
+    opt = torch.optim.AdamW(param_groups(model, cfg), fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    scaler = grad_scaler(device, precision)
+    step_model = torch.compile(model) if "compile" in on else model
+    if "cache" in on:
+        batches = BatchIterator(exp.cache, exp.cache.indices("train"), cfg.batch_size,
+                                shuffle=True, drop_last=True, device=device,
+                                trim="compile" not in on)
+    else:
+        batches = torch.utils.data.DataLoader(
+            EmoticonDataset(exp.data, "train", exp.pre), batch_size=cfg.batch_size,
+            shuffle=True, drop_last=True, num_workers=args.workers,
+            collate_fn=Collator(exp.pre), persistent_workers=args.workers > 0)
 
-    Elementwise work is not counted, as in every MFU figure. On the CPU, PyTorch's fused
-    SDPA kernel is not counted either (a few percent of this model), on CUDA it is.
-    """
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+    def epoch(seed: int):
+        if isinstance(batches, BatchIterator):
+            batches.set_epoch(seed)
+            yield from batches
+        else:
+            torch.manual_seed(seed)  # the DataLoader's shuffle
+            for batch in batches:
+                yield {k: v.to(device) for k, v in batch.items()}
 
+    def step(batch: dict) -> None:
+        losses = train_step(step_model, batch, opt, sched, cfg, precision, scaler)
+        if "no_sync" not in on:
+            float(losses[0])  # the usual per-step logging: the host waits for the GPU
 
-def train_flops_per_sample(model: EmoticonModel, batch: dict[str, torch.Tensor],
-                           contrastive_weight: float) -> float:
-    """Forward + backward FLOPs of one sample (the optimizer's elementwise work is free)."""
-    def step() -> None:
-        loss, _ = compute_loss(model(**batch), batch["labels"], contrastive_weight)
-        loss.backward()
-
-    flops = count_flops(step)
-    model.zero_grad(set_to_none=True)
-    return flops / len(batch["labels"])
-
-
-# ---------------------------------------------------------------- timing
-def timed(step: Callable[[dict], None], batches: Iterator[dict], warmup: int, steps: int,
-          device: torch.device) -> dict:
-    """Run ``warmup`` then ``steps`` steps end to end, data path included."""
-    for _ in range(warmup):
-        step(next(batches))
-    sync(device)
-    samples, width, t0 = 0, 0, time.perf_counter()
-    for _ in range(steps):
-        batch = next(batches)
-        step(batch)
-        samples += len(batch["labels"])
-        width += batch["input_ids"].shape[1]
-    sync(device)
-    seconds = time.perf_counter() - t0
-    return {"samples_per_s": samples / seconds, "ms_per_step": 1000 * seconds / steps,
-            "steps": steps, "warmup": warmup, "mean_text_width": width / steps}
-
-
-def _start(device: torch.device) -> None:
+    it = epoch(10_000)
+    for _ in range(args.warmup):
+        step(next(it))
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    reps = []
+    for rep in range(args.reps):  # each repetition: a fresh epoch, never crossing its end
+        it = epoch(rep)
+        sync(device)
+        work, t0 = 0.0, time.perf_counter()
+        for _ in range(args.steps):
+            batch = next(it)
+            step(batch)
+            work += flops(batch["input_ids"].shape[1]) * len(batch["labels"])
+        sync(device)
+        seconds = time.perf_counter() - t0
+        reps.append({"samples_per_s": args.steps * cfg.batch_size / seconds,
+                     "ms_per_step": 1000 * seconds / args.steps,
+                     "mfu": work / seconds / args.peak_tflops / 1e12})
+    med = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+    out = {"rung": name, "change": RUNGS[name], "precision": precision, **med,
+           "samples_per_s_spread": [min(r["samples_per_s"] for r in reps),
+                                    max(r["samples_per_s"] for r in reps)],
+           "reps": reps, "peak_gpu_mem_gib": (torch.cuda.max_memory_allocated(device) / 2**30
+                                              if device.type == "cuda" else None)}
+    if args.profile_rung == name and device.type == "cuda":
+        out["profile"] = profile_steps(step, epoch(99), device)
+    if "compile" in on:
+        torch._dynamo.reset()
+    return out  # the model and optimizer go with this frame; main() collects them
 
 
-def _finish(result: dict, device: torch.device, flops: float, peak: float) -> dict:
-    result["peak_gpu_mem_gib"] = (torch.cuda.max_memory_allocated(device) / 2**30
-                                  if device.type == "cuda" else None)
-    result["mfu"] = result["samples_per_s"] * flops / peak
-    return result
+def profile_steps(step, it, device: torch.device, steps: int = 8) -> dict:
+    """Top kernels by GPU time, and how busy the GPU was, over a few steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(device)
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step(next(it))
+        sync(device)
+    wall = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    busy = sum(e.self_device_time_total for e in events) / 1e6
+    return {"steps": steps, "wall_s": wall, "gpu_busy_s": busy, "gpu_busy_share": busy / wall,
+            "top_kernels": [{"name": e.key[:90], "ms_per_step": e.self_device_time_total
+                             / 1e3 / steps, "calls_per_step": e.count / steps}
+                            for e in events[:15]]}
 
 
-def run_baseline(prof: Profile, info, tokenizer, cfg: TrainConfig, device: torch.device,
-                 workers: int, warmup: int, steps: int) -> dict:
-    """fp32, plain loop, default AdamW, PIL decoding in a DataLoader every epoch."""
-    torch.set_float32_matmul_precision("highest")  # plain fp32: no TF32
-    set_seed(cfg.seed)
-    model = EmoticonModel(prof.model).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data = EmoticonDataset(info, "train", prof.model.image_size)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-        persistent_workers=workers > 0, collate_fn=Collator(tokenizer, prof.model.max_length))
-
-    def step(batch: dict) -> None:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        loss, _ = compute_loss(out, batch["labels"], cfg.contrastive_weight)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        losses.append(loss.item())  # the usual per-step logging: a host sync
-
-    losses: list[float] = []
-    batches = forever(loader, set_epoch=False)
-    try:
-        result = timed(step, batches, warmup, steps, device)
-    finally:
-        batches.close()
-    result["settings"] = (f"fp32, plain loop, torch.optim.AdamW defaults, DataLoader "
-                          f"(num_workers={workers}) decoding image files with PIL")
-    return result
-
-
-def run_ours(prof: Profile, cache: TensorCache, cfg: TrainConfig, device: torch.device,
-             warmup: int, steps: int) -> dict:
-    """emolib's own step and data path, as ``fit`` runs them."""
-    enable_tf32(device)
-    set_seed(cfg.seed)
-    model = EmoticonModel(prof.model).to(device).train()
-    batches_it = train_batches(cache, cfg, DistInfo(device=device))
-    opt, sched = make_optimizer(model, cfg, device, total_steps=10**6)
-    step_model = torch.compile(model) if cfg.compile else model
-
-    def step(batch: dict) -> None:
-        train_step(step_model, batch, opt, sched, cfg)
-
-    batches = forever(batches_it)
-    try:
-        result = timed(step, batches, warmup + (2 if cfg.compile else 0), steps, device)
-    finally:
-        batches.close()
-        if cfg.compile:
-            torch._dynamo.reset()
-    amp = "bf16 autocast" if device.type == "cuda" and cfg.amp != "none" else "fp32 (CPU)"
-    result["settings"] = (f"{amp}, fused AdamW on CUDA, TF32, train_step on BatchIterator "
-                          f"(uint8 cache, pinned non-blocking copies)"
-                          + (", torch.compile, fixed-width text" if cfg.compile else ""))
-    return result
-
-
-def measure_data_path(cache: TensorCache, batch_size: int, device: torch.device,
-                      batches: int = 20, warmup: int = 2) -> dict:
-    """Samples/s that BatchIterator delivers onto ``device``, with no model running."""
-    it = BatchIterator(cache, np.arange(len(cache)), min(batch_size, len(cache)), shuffle=True,
+def data_path_rate(exp, batch_size: int, device: torch.device, batches: int = 40) -> float:
+    """Samples/s that BatchIterator alone delivers onto ``device``."""
+    it = BatchIterator(exp.cache, exp.cache.indices("train"), batch_size, shuffle=True,
                        device=device)
-    stream = forever(it)
-    for _ in range(warmup):
-        next(stream)
+    stream = iter(it)
+    next(stream)
     sync(device)
-    samples, t0 = 0, time.perf_counter()
-    for _ in range(batches):
-        samples += len(next(stream)["labels"])
+    t0 = time.perf_counter()
+    n = sum(len(next(stream)["labels"]) for _ in range(min(batches, len(it) - 1)))
     sync(device)
-    seconds = time.perf_counter() - t0
-    stream.close()
-    return {"batch_size": it.batch_size, "batches": batches,
-            "samples_per_s": samples / seconds}
+    return n / (time.perf_counter() - t0)
 
 
-# ---------------------------------------------------------------- machine
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
-
-
-# ---------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="smoke model on the CPU, a few steps")
-    p.add_argument("--data", type=Path, default=None, help="EmoSynth folder (made if missing)")
-    p.add_argument("--synth-size", type=int, default=None, help="posts to generate")
+    p.add_argument("--data", type=Path, required=True, help="an EmoSynth folder at the "
+                   "profile's image size, with >= reps x steps x batch training posts")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="timed steps per configuration")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
-    p.add_argument("--compile", action="store_true", help="also time the compiled step")
-    p.add_argument("--no-baseline", action="store_true", help="skip the fp32 baseline")
-    p.add_argument("--baseline-workers", type=int, default=None,
-                   help="DataLoader workers of the baseline (default min(4, CPUs); smoke 0)")
-    p.add_argument("--data-batch-size", type=int, default=256)
-    p.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK / 1e12,
-                   help="peak FLOP/s for MFU, in TFLOP/s (790: H100 bf16 dense)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke: 1)")
+    p.add_argument("--steps", type=int, default=50, help="timed steps per repetition")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per rung")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--rungs", default=",".join(RUNGS), help="comma-separated subset")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="DataLoader workers of the rungs before 'cache'")
+    p.add_argument("--profile-rung", default="cache", help="rung to profile (CUDA only)")
+    p.add_argument("--peak-tflops", type=float, default=PEAK_BF16 / 1e12,
+                   help="peak FLOP/s for MFU, in TFLOP/s (790: bf16 dense, H100/H200)")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     return p.parse_args(argv)
 
@@ -268,100 +224,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     prof = bench_profile(args.smoke)
-    small = args.smoke
-    cfg = dataclasses.replace(prof.train, batch_size=args.batch_size or (8 if small else 128))
-    steps = args.steps or (3 if small else 30)
-    warmup = args.warmup if args.warmup is not None else (1 if small else 5)
-    workers = args.baseline_workers if args.baseline_workers is not None else (
-        0 if small else min(4, os.cpu_count() or 1))
-    peak = args.peak_tflops * 1e12
-    if args.threads or small:
-        torch.set_num_threads(args.threads or 1)
-
-    data = ensure_data(args.data, args.synth_size or (64 if small else 4000),
-                       prof.model.image_size)
-    info = load_dataset(data)
-    prof.model.num_classes = info.num_classes
-    tokenizer = load_tokenizer(prof.model)
-    cache = build_cache(info, tokenizer, prof.model.image_size, prof.model.max_length,
-                        progress=False)
-
-    set_seed(cfg.seed)
-    model = EmoticonModel(prof.model).to(device).train()
-    nominal = BatchIterator(cache, cache.indices("train")[:2], 2, device=device, trim=False)
-    flops = train_flops_per_sample(model, next(iter(nominal)), cfg.contrastive_weight)
-    params = sum(p.numel() for p in model.parameters())
-    attn = {name: enc.backbone.config._attn_implementation
-            for name, enc in (("text", model.text_encoder), ("image", model.image_encoder))}
-    del model
-
-    result: dict = {
+    args.batch_size = args.batch_size or (8 if args.smoke else 128)
+    if args.smoke:
+        torch.set_num_threads(1)
+    exp = experiment(prof, args.data, progress=False)
+    prof.model.num_classes = exp.model.num_classes
+    if len(exp.cache.indices("train")) < args.steps * args.batch_size:
+        raise SystemExit(f"{args.data}: {len(exp.cache.indices('train'))} training posts, "
+                         f"fewer than one repetition needs ({args.steps} x {args.batch_size})")
+    set_seed(0)
+    counter_model = EmoticonModel(prof.model).to(device).train()
+    sample = next(iter(BatchIterator(exp.cache, exp.cache.indices("train")[:2], 2,
+                                     device=device, trim=False)))
+    flops = Flops(counter_model, sample, exp.train.contrastive_weight)
+    result = {
         "benchmark": "train_throughput", "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "device_kind": device.type, "device_name": device_name(device),
+        "device": device_name(device), "device_kind": device.type,
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "transformers": transformers.__version__, "python": platform.python_version(),
-        "profile": prof.name, "random_init": True, "params": params,
+        "profile": prof.name, "random_init": True,
+        "params": sum(p.numel() for p in counter_model.parameters()),
         "image_size": prof.model.image_size, "max_length": prof.model.max_length,
-        "attn_implementation": attn, "batch_size": cfg.batch_size, "steps": steps,
-        "warmup": warmup, "data": str(data), "train_posts": int(len(cache.indices("train"))),
-        "flops_per_sample": flops, "flops_note": "fwd+bwd, FlopCounterMode, text padded to "
-        "max_length (trimmed batches do less work: MFU is of this nominal count); on a "
-        "CPU the fused SDPA kernel is not counted (~3% of this model)",
-        "peak_flops": peak,
+        "batch_size": args.batch_size, "steps": args.steps, "reps": args.reps,
+        "warmup": args.warmup, "train_posts": int(len(exp.cache.indices("train"))),
+        "flops_per_sample_at_max_length": flops(prof.model.max_length),
+        "peak_flops": args.peak_tflops * 1e12, "rungs": [],
+        "data_path_samples_per_s": data_path_rate(exp, args.batch_size, device),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    name = (f"train_throughput_{slug(result['device_name'])}_{dt.date.today().isoformat()}"
-            f"_b{cfg.batch_size}{'_smoke' if small else ''}")
-    path = args.out / f"{name}.json"
-    runs = {"ours": lambda: run_ours(prof, cache, cfg, device, warmup, steps)}
-    if not args.no_baseline:
-        runs["baseline"] = lambda: run_baseline(prof, info, tokenizer, cfg, device, workers,
-                                                warmup, steps)
-    if args.compile:
-        runs["ours_compiled"] = lambda: run_ours(
-            prof, cache, dataclasses.replace(cfg, compile=True), device, warmup, steps)
-    _start(device)
-    result["data_path"] = measure_data_path(cache, args.data_batch_size, device)
-    for key, run in runs.items():  # saved after each run: a timeout keeps what finished
-        _start(device)
-        result[key] = _finish(run(), device, flops, peak)
-        path.write_text(json.dumps(summarise(result), indent=1) + "\n")
-    report(result, path)
+    name = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")[:40]
+    path = args.out / (f"train_throughput_{name}_{dt.date.today().isoformat()}"
+                       f"_b{args.batch_size}{'_smoke' if args.smoke else ''}.json")
+    for rung in [r for r in args.rungs.split(",") if r]:
+        if rung not in RUNGS:
+            raise SystemExit(f"unknown rung {rung!r}; choose from {', '.join(RUNGS)}")
+        result["rungs"].append(run_rung(rung, exp, prof, device, args, flops))
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        best = max(r["samples_per_s"] for r in result["rungs"])
+        result["data_path_vs_fastest_rung"] = result["data_path_samples_per_s"] / best
+        path.write_text(json.dumps(result, indent=1) + "\n")  # a timeout keeps what finished
+        report(result["rungs"][-1], result["rungs"])
+    print(f"data path alone: {result['data_path_samples_per_s']:.0f} samples/s "
+          f"({result.get('data_path_vs_fastest_rung', 0):.1f}x the fastest rung) -> {path}")
     return result
 
 
-def summarise(result: dict) -> dict:
-    """Add the ratios to the baseline and the data path's margin over training."""
-    ours = [k for k in ("ours", "ours_compiled") if k in result]
-    for k in ours:
-        if "baseline" in result:
-            result[f"ratio_{k}_over_baseline"] = (result[k]["samples_per_s"]
-                                                  / result["baseline"]["samples_per_s"])
-    if ours:
-        dp = result["data_path"]
-        dp["vs_training"] = dp["samples_per_s"] / max(result[k]["samples_per_s"] for k in ours)
-        dp["bottleneck"] = dp["vs_training"] < 3  # it should deliver >= 3x what training uses
-    return result
-
-
-def report(r: dict, path: Path) -> None:
-    print(f"{r['device_name']} | torch {r['torch']} | transformers {r['transformers']} | "
-          f"{r['profile']} model, {r['params'] / 1e6:.0f}M params, batch {r['batch_size']}, "
-          f"{r['flops_per_sample'] / 1e9:.2f} GFLOP/sample")
-    print(f"{'run':15} {'samples/s':>10} {'ms/step':>9} {'peak GiB':>9} {'MFU':>7} {'ratio':>6}")
-    for key in ("baseline", "ours", "ours_compiled"):
-        if key in r:
-            x = r[key]
-            mem = f"{x['peak_gpu_mem_gib']:.1f}" if x["peak_gpu_mem_gib"] is not None else "-"
-            ratio = r.get(f"ratio_{key}_over_baseline")
-            print(f"{key:15} {x['samples_per_s']:10.1f} {x['ms_per_step']:9.1f} {mem:>9} "
-                  f"{x['mfu']:7.2%} {'' if ratio is None else f'{ratio:5.2f}x':>6}")
-    dp = r["data_path"]
-    print(f"data path alone (batch {dp['batch_size']}): {dp['samples_per_s']:.0f} samples/s = "
-          f"{dp['vs_training']:.1f}x training ({'BOTTLENECK' if dp['bottleneck'] else 'ok'})")
-    print(f"-> {path}")
+def report(r: dict, rungs: list[dict]) -> None:
+    first = rungs[0]["samples_per_s"]
+    lo, hi = r["samples_per_s_spread"]
+    mem = f"{r['peak_gpu_mem_gib']:.1f} GiB" if r["peak_gpu_mem_gib"] is not None else "-"
+    print(f"{r['rung']:12} {r['samples_per_s']:8.1f} samples/s [{lo:.0f}-{hi:.0f}] "
+          f"{r['ms_per_step']:8.1f} ms/step  MFU {r['mfu']:6.1%}  {mem:>9}  "
+          f"x{r['samples_per_s'] / first:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 One module per concept: ``layout`` (canonical dataset), ``synth`` (EmoSynth), ``text``
 (tweet normalisation), ``images`` (robust decoding), ``data`` (datasets and tensor
 cache), ``encoders``, ``losses`` (InfoNCE), ``fusion``, ``model``, ``train``,
-``metrics``, ``config`` (profiles) and ``cli``.
+``metrics``, ``config`` (profiles) and ``cli``. ``prepare`` builds datasets in the
+canonical layout (converters, downloads, EmoSynth's writer); no chapter imports it.
 """
 
 __version__ = "0.1.0"

@@ -7,37 +7,21 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from emolib.config import PROFILES
-
-
-def _synth(args: argparse.Namespace) -> int:
-    from emolib.sources import prepare_out
-    from emolib.synth import SynthConfig, ceilings, generate
-
-    out = Path(args.out)
-    if prepare_out(out, args.force):
-        print(f"{out} already holds a finished dataset; nothing to do (--force rebuilds)")
-        return 0
-    cfg = SynthConfig(size=args.size, classes=args.classes, image_size=args.image_size,
-                      noise=args.noise, seed=args.seed)
-    try:
-        cfg.check()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    generate(out, cfg)
-    c = ceilings(cfg.classes, cfg.noise)
-    print(f"EmoSynth: {cfg.size} posts, {cfg.classes} classes, {cfg.image_size}px -> {out}")
-    print(f"Bayes ceilings: text-only {c['text']:.3f}  image-only {c['image']:.3f}  "
-          f"joint {c['joint']:.3f}")
-    return 0
+from emolib.prepare.cli import add_data_commands
 
 
 def _train(args: argparse.Namespace) -> int:
     from emolib.run import train
 
+    if args.gpu_memory_limit:  # e.g. 15 on a large GPU: plan and run as on a T4
+        import torch
+
+        os.environ["EMOLIB_GPU_MEMORY_GIB"] = str(args.gpu_memory_limit)
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_memory_limit * 2**30
+                                                       / total))
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "contrastive_weight": args.contrastive_weight, "seed": args.seed,
                  "compile": args.compile or None, "num_threads": args.threads,
@@ -81,21 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="build or convert a dataset into the canonical layout")
     data_sub = data.add_subparsers(dest="source", required=True)
-    synth = data_sub.add_parser("synth", help="generate EmoSynth (offline, deterministic)")
-    synth.add_argument("--out", default="data/synthetic", help="output folder")
-    synth.add_argument("--size", type=int, default=6000, help="number of posts")
-    synth.add_argument("--classes", type=int, default=8, help="number of emoticons (even)")
-    synth.add_argument("--image-size", type=int, default=64, help="image side in pixels")
-    synth.add_argument("--noise", type=float, default=0.05, help="label-noise probability")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--force", action="store_true", help="rebuild even if present")
-    synth.set_defaults(func=_synth)
-    try:
-        from emolib import sources
-    except ImportError:  # pragma: no cover - optional converters
-        sources = None
-    if sources is not None and hasattr(sources, "add_data_commands"):
-        sources.add_data_commands(data_sub)
+    add_data_commands(data_sub)
 
     tr = sub.add_parser("train", help="train a model (resumes an interrupted run)")
     tr.add_argument("--profile", choices=("auto", *PROFILES), default=None,
@@ -119,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "the loss still sees the whole batch")
     tr.add_argument("--grad-checkpointing", action="store_true",
                     help="recompute activations in backward (less memory, ~30%% slower)")
+    tr.add_argument("--gpu-memory-limit", type=float, default=None, metavar="GIB",
+                    help="use at most this much GPU memory (e.g. 15 to act as a T4)")
     tr.add_argument("--label-fraction", type=float, default=None,
                     help="share of training posts whose label CE sees (the rest: InfoNCE only)")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -78,11 +79,14 @@ def activation_bytes_per_sample(model: torch.nn.Module, precision: str) -> int:
 
 
 def gpu_budget(device: torch.device) -> int:
-    """Bytes this process may still allocate: free memory, within any per-process cap."""
-    free, total = torch.cuda.mem_get_info(device)
-    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(device)
-    cap = int(fraction * total) - torch.cuda.memory_reserved(device)
-    return min(free, cap)
+    """Bytes this process may still allocate: free memory, within ``EMOLIB_GPU_MEMORY_GIB``
+    if set (``python -m emolib train --gpu-memory-limit 15`` sets it, and caps the
+    allocator there, to plan and run as on a 15 GB card)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    limit = os.environ.get("EMOLIB_GPU_MEMORY_GIB")
+    if limit:
+        free = min(free, int(float(limit) * 2**30) - torch.cuda.memory_reserved(device))
+    return free
 
 
 def choose_micro_batch(batch_size: int, per_sample: int, params: int, budget: int | None

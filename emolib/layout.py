@@ -6,7 +6,8 @@ A dataset lives in ``data/<name>/``::
     labels.json    ordered classes: [{"emoji": "😂", "name": "face with tears of joy"}, ...]
     images/        the image files
 
-Validation errors name the offending row and say how to fix it.
+Validation errors name the offending row and say how to fix it. This module only reads;
+:mod:`emolib.prepare` writes datasets.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ class Label:
     name: str
 
 
-def write_labels(path: str | Path, labels: list[Label]) -> None:
-    data = [{"emoji": lab.emoji, "name": lab.name} for lab in labels]
-    Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
 def read_labels(path: str | Path) -> list[Label]:
     path = Path(path)
     if not path.is_file():
@@ -59,11 +55,6 @@ def read_labels(path: str | Path) -> list[Label]:
     if len(set(emojis)) != len(emojis):
         raise DataError(f"{path} lists an emoji twice; each class must appear once")
     return labels
-
-
-def write_metadata(path: str | Path, frame: pd.DataFrame) -> None:
-    frame = frame.loc[:, list(COLUMNS)]
-    frame.to_csv(path, index=False, encoding="utf-8")
 
 
 def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
@@ -149,12 +140,6 @@ def is_complete(out: str | Path) -> bool:
     """Whether ``out`` holds a finished dataset (marker written last, after validation)."""
     out = Path(out)
     return (out / COMPLETE).is_file() and (out / "metadata.csv").is_file()
-
-
-def mark_complete(out: str | Path, info: dict) -> None:
-    """Write the ``.complete`` marker (JSON provenance) into a finished dataset folder."""
-    Path(out, COMPLETE).write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n",
-                                   encoding="utf-8")
 
 
 def write_atomic(path: str | Path, text: str) -> None:

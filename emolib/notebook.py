@@ -19,7 +19,8 @@ import torch
 from emolib.config import Profile, get_profile, resolve_profile
 from emolib.hardware import default_device
 from emolib.layout import is_complete
-from emolib.synth import SynthConfig, generate
+from emolib.prepare.emosynth import generate
+from emolib.synth import SynthConfig
 
 #: EmoSynth per profile: (folder under data/, posts, image size)
 DATASETS = {"smoke": ("emosynth-smoke", 400, 64), "cpu": ("synthetic", 6000, 64),

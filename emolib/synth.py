@@ -17,23 +17,22 @@ The Bayes-optimal accuracies are therefore analytic (see :func:`ceilings`)::
     joint       = (1 - noise) + noise / K
     text-only   = (1 - noise) / 2 + noise / K      (the cue leaves two classes)
     image-only  = (1 - noise) / 2 + noise / K
+
+This module is the generative model; :mod:`emolib.prepare.emosynth` writes it to disk.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
-from emolib.layout import Label, mark_complete, write_labels, write_metadata
+from emolib.layout import Label
 from emolib.text import emoji_name
 
 EMOJI = ["😂", "❤️", "😍", "😭", "🔥", "😊", "🙏", "😎",
@@ -280,64 +279,3 @@ def make_image(group: int, size: int, rng: np.random.Generator) -> Image.Image:
 # ---------------------------------------------------------------- dataset
 def labels_for(classes: int) -> list[Label]:
     return [Label(e, emoji_name(e)) for e in EMOJI[:classes]]
-
-
-def _make_post(job: tuple[int, int, int, int, int, Path]) -> str:
-    """Draw post ``i`` into ``path`` (its own RNG: any order or worker gives the same files)."""
-    seed, i, tg, ig, size, path = job
-    rng = np.random.default_rng([seed, 2, i])
-    text = make_text(tg, rng)
-    img = make_image(ig, size, rng)
-    if path.suffix == ".png":
-        img.save(path, optimize=False)
-    else:
-        img.save(path, quality=92)
-    return text
-
-
-def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool = True,
-             workers: int = 1) -> Path:
-    """Write EmoSynth in the canonical layout (plus latents.csv and emosynth.json).
-
-    The dataset is built in ``.NAME.partial`` beside ``out_dir`` and renamed into place
-    when complete, so an interrupted run never leaves a half dataset behind. ``workers``
-    processes draw posts in parallel; the files are the same for any number.
-    """
-    cfg.check()
-    final = Path(out_dir)
-    out = final.with_name(f".{final.name}.partial")
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True)
-    latents = sample_latents(cfg)
-    labels = labels_for(cfg.classes)
-    ext = "png" if cfg.image_size <= 64 else "jpg"
-    images = [f"{pid}.{ext}" for pid in latents["id"]]
-    jobs = [(cfg.seed, i, int(tg), int(ig), cfg.image_size, out / "images" / name)
-            for i, (tg, ig, name) in enumerate(zip(latents["text_group"],
-                                                    latents["image_group"], images,
-                                                    strict=True))]
-    bar = dict(total=len(jobs), desc="EmoSynth", disable=not progress)
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            texts = list(tqdm(pool.map(_make_post, jobs, chunksize=64), **bar))
-    else:
-        texts = [_make_post(job) for job in tqdm(jobs, **bar)]
-    meta = pd.DataFrame({
-        "id": latents["id"], "text": texts, "image": images,
-        "label": [labels[y].emoji for y in latents["y"]], "split": latents["split"],
-    })
-    write_metadata(out / "metadata.csv", meta)
-    write_labels(out / "labels.json", labels)
-    latents.to_csv(out / "latents.csv", index=False)
-    info = {"name": "EmoSynth", "config": asdict(cfg), "ceilings": ceilings(cfg.classes, cfg.noise),
-            "shapes": SHAPES[: cfg.classes // 2],
-            "text_cues": TEXT_CUES[: cfg.classes // 2]}
-    (out / "emosynth.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    mark_complete(out, {"source": "synthetic", "config": asdict(cfg)})
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(out, final)
-    return final

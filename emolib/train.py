@@ -359,7 +359,9 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
                "temperature": model.temperature, "lr": sched.get_last_lr()[0],
                "epoch_seconds": elapsed,
                "samples_per_second": len(train_iter) * cfg.batch_size * info.world_size
-               / elapsed}
+               / elapsed,  # epoch 1 includes the warm-up (allocator, kernel choice)
+               "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+               if device.type == "cuda" else None}
         history.append(row)
         mcc = from_main(info, val["mcc"])
         improved = mcc > best_mcc

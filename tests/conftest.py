@@ -11,7 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
-    from emolib.synth import SynthConfig, generate
+    from emolib.prepare.emosynth import generate
+    from emolib.synth import SynthConfig
 
     out = tmp_path_factory.mktemp("data") / "emosynth"
     generate(out, SynthConfig(size=160, image_size=32, seed=3), progress=False)

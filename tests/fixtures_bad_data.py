@@ -127,8 +127,8 @@ GOOD_PER_CLASS = 12
 
 EXPECTED_SKIPS = {
     "corrupt": 1, "truncated": 1, "empty-file": 1, "too-small": 1, "too-large": 1,
-    "missing": 2, "empty-text": 3, "unknown-label": 1, "duplicate-id": 1,
-    "missing-label": 1, "bad-row": 1, "invalid-utf8": 1,
+    "missing": 4, "empty-text": 3, "unknown-label": 1, "duplicate-id": 1,
+    "missing-label": 1, "outside-dataset": 5,
 }
 EXPECTED_CHANGES = {"text-truncated": 1}
 EXPECTED_ROWS = GOOD_PER_CLASS * len(CLASSES)
@@ -138,7 +138,11 @@ def make_bad_dataset(root: Path) -> dict:
     """Write a twitter-emoticon style folder (BOM CSV with aliased column names, images,
     labels.json) whose good rows all convert and whose bad rows each hit one reason.
 
-    Returns {"skips": ..., "changes": ..., "rows": ...}: what the converter must report.
+    Five rows name images outside ``root`` (``..``, an absolute path, a sibling dataset,
+    ``/etc/passwd``, a symlink in ``images/`` that points out); the files they name exist,
+    in ``root.parent / "outside"`` and ``root.parent / "sibling"``, and must never be opened.
+
+    Returns {"skips": ..., "changes": ..., "rows": ..., "outside": [files never to open]}.
     """
     images = root / "images"
     images.mkdir(parents=True)
@@ -164,24 +168,34 @@ def make_bad_dataset(root: Path) -> dict:
         name = f"bad-{reason}.{'png' if 'png' in maker.__name__ else 'jpg'}"
         maker(images / name)
         rows.append([f"b-{reason}", "a perfectly fine tweet", name, "😂"])
+    (root.parent / "outside").mkdir(exist_ok=True)
+    (root.parent / "sibling" / "images").mkdir(parents=True, exist_ok=True)
+    secret = rgb_jpeg(root.parent / "outside" / "secret.jpg")
+    sibling = rgb_jpeg(root.parent / "sibling" / "images" / "s.jpg")
+    (images / "link.jpg").symlink_to(secret)
+    (images / "loop.jpg").symlink_to("loop.jpg")  # a link to itself: no such file
     ok_image = "g000.jpg"
     rows += [
         ["b-missing", "image file is gone", "nowhere.jpg", "😂"],
         ["b-noimage", "no image cell", "", "🔥"],
+        ["b-loop", "a symlink loop", "loop.jpg", "❤"],
+        ["b-nul", "a NUL in the path", "g000\x00.jpg", "❤"],
         ["b-empty", "", ok_image, "😂"],
         ["b-space", "   \t  ", ok_image, "😂"],
         ["b-emoji-only", "😂😂 🔥 ❤️", ok_image, "😂"],
         ["b-unknown", "a robot posted this", ok_image, "🤖"],
         ["t000", "same id as the first row", ok_image, "😂"],
         ["b-nolabel", "who knows", ok_image, ""],
+        ["b-up", "up and out", "../outside/secret.jpg", "😂"],
+        ["b-absolute", "an absolute path", str(secret), "😂"],
+        ["b-sibling", "another dataset", f"../{sibling.parent.parent.name}/images/s.jpg", "😂"],
+        ["b-passwd", "not an image", "../" * 30 + "etc/passwd", "😂"],
+        ["b-symlink", "a link that points out", "images/link.jpg", "🔥"],
     ]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Tweet ID", "tweet", "image_path", "emoji"])
     writer.writerows(rows)
-    data = b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
-    data += b"b-fields,only two fields\n"
-    data += b"b-utf8,caf\xe9 au lait \xff,g000.jpg,\xf0\x9f\x98\x82\n"
-    (root / "tweets.csv").write_bytes(data)
+    (root / "tweets.csv").write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8"))
     return {"skips": dict(EXPECTED_SKIPS), "changes": dict(EXPECTED_CHANGES),
-            "rows": EXPECTED_ROWS}
+            "rows": EXPECTED_ROWS, "outside": [secret, sibling, Path("/etc/passwd")]}

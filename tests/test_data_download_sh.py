@@ -1,7 +1,8 @@
 """data_download.sh: a thin, strict shell layer over `python -m emolib data ...`.
 
 Most tests replace Python with a stub (PYTHON=stub) that records its arguments, so they
-check what the script forwards without running a converter; two run the real thing.
+check what the script forwards without running a converter; the last ones run the real
+thing. The script keeps no state of its own: Python owns the .complete marker.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import fixtures_bad_data as fx
@@ -20,12 +22,7 @@ SCRIPT = ROOT / "data_download.sh"
 STUB = """#!/usr/bin/env bash
 printf '%s\\n' "$@" >>"$STUB_LOG"
 printf -- '--\\n' >>"$STUB_LOG"
-if [[ -n "${STUB_MAKE:-}" ]]; then
-    mkdir -p "$STUB_MAKE" && touch "$STUB_MAKE/metadata.csv" "$STUB_MAKE/labels.json"
-fi
 if [[ -n "${STUB_FAIL:-}" ]]; then echo "error: stub failed" >&2; exit 3; fi
-# like emolib's generator and converters: the marker is written last, on success only
-if [[ -n "${STUB_MAKE:-}" ]]; then touch "$STUB_MAKE/.complete"; fi
 """
 
 
@@ -108,23 +105,19 @@ def test_bad_usage_fails_with_one_line(stub, args, message):
     assert calls(stub) == []
 
 
-def test_synthetic_forwards_and_marks_complete(stub, tmp_path):
+def test_synthetic_forwards_and_leaves_the_marker_to_python(stub, tmp_path):
     out = tmp_path / "syn dir"  # a space: every variable must be quoted
-    env = stub_env(stub, STUB_MAKE=str(out))
+    out.mkdir()
+    (out / ".complete").write_text("{}")  # a finished dataset: Python decides what to do
     proc = run("synthetic", "--out", str(out), "--size", "10", "--image-size", "64",
-               "--classes", "4", "--seed", "3", env=env)
+               "--classes", "4", "--seed", "3", env=stub_env(stub))
     assert proc.returncode == 0, proc.stderr
-    assert calls(stub) == [["-m", "emolib", "data", "synth", "--out", str(out), "--size", "10",
-                            "--image-size", "64", "--classes", "4", "--seed", "3"]]
-    assert (out / ".complete").is_file()
-
-    again = run("synthetic", "--out", str(out), env=env)
-    assert again.returncode == 0 and "already complete; nothing to do" in again.stdout
-    assert len(calls(stub)) == 1  # Python was not called again
-
-    forced = run("synthetic", "--out", str(out), "--force", env=env)
+    forced = run("synthetic", "--out", str(out), "--force", env=stub_env(stub))
     assert forced.returncode == 0
-    assert calls(stub)[-1][-1] == "--force" and (out / ".complete").is_file()
+    assert calls(stub) == [["-m", "emolib", "data", "synth", "--out", str(out), "--size", "10",
+                            "--image-size", "64", "--classes", "4", "--seed", "3"],
+                           ["-m", "emolib", "data", "synth", "--out", str(out), "--force"]]
+    assert (out / ".complete").read_text() == "{}"  # the script never touches it
 
 
 def test_equals_form_and_other_sources(stub, tmp_path):
@@ -140,23 +133,18 @@ def test_equals_form_and_other_sources(stub, tmp_path):
         ["-m", "emolib", "data", "twitter-emoticon", "--out", str(tmp_path / "tw"), "--url",
          "https://example.org/tw.zip", "--sha256", sha],
     ]
-    assert not (out / ".complete").exists()  # the stub made nothing: nothing is marked
 
 
 def test_default_out_is_data_source_next_to_the_script(stub, tmp_path):
-    target = ROOT / "data" / "instagram"
-    if (target / ".complete").exists():
-        pytest.skip(f"{target} already holds a dataset")
+    target = ROOT / "data" / "instagram"  # only named: the stub stands in for Python
     assert run("instagram", env=stub_env(stub), cwd=tmp_path).returncode == 0
     assert calls(stub)[0][4:6] == ["--out", str(target)]
 
 
-def test_python_failure_is_passed_on_and_nothing_is_marked(stub, tmp_path):
-    out = tmp_path / "o"
-    proc = run("synthetic", "--out", str(out), env=stub_env(stub, STUB_FAIL="1",
-                                                             STUB_MAKE=str(out)))
+def test_python_failure_is_passed_on(stub, tmp_path):
+    proc = run("synthetic", "--out", str(tmp_path / "o"), "--force",
+               env=stub_env(stub, STUB_FAIL="1"))
     assert proc.returncode == 3 and proc.stderr == "error: stub failed\n"
-    assert not (out / ".complete").exists()
 
 
 def test_missing_python_is_named(tmp_path):
@@ -168,29 +156,47 @@ def test_missing_python_is_named(tmp_path):
 
 # ------------------------------------------------------------------ the real thing
 
+#: The real runs use the interpreter running the tests, not whatever .venv or python3 this
+#: checkout happens to have.
+REAL = {"PYTHON": sys.executable}
+
 
 def test_real_twitter_emoticon_from_folder(tmp_path):
     expected = fx.make_bad_dataset(tmp_path / "src")
     out = tmp_path / "tw"
-    env = {"PYTHONPATH": ""}
+    env = {**REAL, "PYTHONPATH": ""}
     proc = run("twitter-emoticon", "--from", str(tmp_path / "src"), "--out", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}: {expected['rows']} rows" in proc.stdout
-    assert "skipped: 15 rows" in proc.stdout
+    assert "skipped: 20 rows" in proc.stdout
     assert (out / ".complete").is_file()
     again = run("twitter-emoticon", "--from", str(tmp_path / "src"), "--out", str(out), env=env)
-    assert again.returncode == 0 and "already complete" in again.stdout
+    assert again.returncode == 0 and "already holds a complete dataset" in again.stdout
+
+
+def test_real_failed_force_keeps_the_finished_dataset(tmp_path):
+    out = tmp_path / "syn"
+    made = run("synthetic", "--out", str(out), "--size", "40", "--classes", "4", env=REAL)
+    assert made.returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    fx.make_bad_dataset(tmp_path / "src")
+    (tmp_path / "src" / "tweets.csv").write_bytes(b"id,text,image,label,split\nx,hi,a,b,nope\n")
+    proc = run("twitter-emoticon", "--from", str(tmp_path / "src"), "--out", str(out),
+               "--force", env=REAL)
+    assert proc.returncode == 2 and "unknown split 'nope'" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "sibling", "src", "syn"]
 
 
 def test_real_error_is_one_line(tmp_path):
     proc = run("twitter-emoticon", "--from", str(tmp_path / "nothing"),
-               "--out", str(tmp_path / "o"))
-    assert proc.returncode != 0
+               "--out", str(tmp_path / "o"), env=REAL)
+    assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
 
 
 def test_real_synthetic(tmp_path):
     out = tmp_path / "syn"
-    proc = run("synthetic", "--out", str(out), "--size", "40", "--classes", "4")
+    proc = run("synthetic", "--out", str(out), "--size", "40", "--classes", "4", env=REAL)
     assert proc.returncode == 0, proc.stderr
     assert (out / "metadata.csv").is_file() and (out / ".complete").is_file()

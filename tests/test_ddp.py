@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from emolib.config import get_profile
-from emolib.synth import SynthConfig, generate
+from emolib.prepare.emosynth import generate
+from emolib.synth import SynthConfig
 
 BATCH = 32  # global batch 64: 2 steps an epoch over the 128 training posts of tiny_synth
 

@@ -7,9 +7,8 @@ from emolib.layout import (
     read_labels,
     read_metadata,
     validate_metadata,
-    write_labels,
-    write_metadata,
 )
+from emolib.prepare.staging import write_labels, write_metadata
 
 LABELS = [Label("😂", "face with tears of joy"), Label("❤️", "red heart")]
 

@@ -1,9 +1,9 @@
 """The project's promises about itself: one set of dependencies, one test command."""
 
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from emolib.layout import read_labels, read_metadata
+from emolib.prepare.emosynth import generate
 from emolib.synth import (
     SynthConfig,
     bayes_predict,
     ceilings,
-    generate,
     image_group,
     make_text,
     sample_latents,
@@ -73,6 +73,14 @@ def test_same_seed_same_bytes_and_valid_layout(tmp_path):
     meta = read_metadata(a / "metadata.csv", labels)
     assert len(meta) == 40 and set(meta["split"]) <= {"train", "val", "test"}
     assert (a / ".complete").is_file() and not (tmp_path / ".a.partial").exists()
+
+
+def test_workers_draw_the_same_files(tmp_path):
+    cfg = SynthConfig(size=80, image_size=32, seed=2)
+    one = generate(tmp_path / "one", cfg, progress=False, workers=1)
+    two = generate(tmp_path / "two", cfg, progress=False, workers=2)
+    assert _digest(one) == _digest(two)
+    assert len(list((two / "images").iterdir())) == 80
 
 
 def test_texts_read_like_tweets_and_carry_only_their_cue():

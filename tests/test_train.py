@@ -86,7 +86,8 @@ def test_a_crash_inside_torch_save_keeps_the_previous_checkpoint(tmp_path, monke
 @pytest.fixture(scope="module")
 def uneven_synth(tmp_path_factory):
     """Validation and test of different sizes (so mixing them up cannot go unnoticed)."""
-    from emolib.synth import SynthConfig, generate
+    from emolib.prepare.emosynth import generate
+    from emolib.synth import SynthConfig
 
     out = tmp_path_factory.mktemp("uneven") / "emosynth"
     generate(out, SynthConfig(size=150, image_size=32, seed=4, splits=(0.6, 0.15, 0.25)),
