@@ -11,6 +11,7 @@ tokens, random init so it builds offline) and the same EmoSynth data:
     no_sync      + no ``loss.item()`` per step: this is emolib's ``train_step``
     cache        + emolib's data path (uint8 tensor cache, pinned non-blocking copies)
     compile      + ``torch.compile`` on fixed-width text (what ``fit`` runs with --compile)
+    cudagraphs   + ``mode="reduce-overhead"``: the step's kernels replayed as CUDA graphs
 
 Each rung: ``warmup`` steps, then ``reps`` repetitions of ``steps`` steps, each inside one
 epoch; the median and the spread are reported. FLOPs are counted for the text widths
@@ -57,6 +58,7 @@ RUNGS = {  # name: what it changes, relative to the rung before
     "no_sync": "no loss.item() per step (emolib's train_step)",
     "cache": "emolib's data path: uint8 tensor cache, pinned non-blocking copies",
     "compile": "torch.compile, fixed-width text",
+    "cudagraphs": "torch.compile(mode='reduce-overhead'): CUDA graphs, no per-kernel launches",
 }
 
 
@@ -102,7 +104,8 @@ def run_rung(name: str, exp, prof: Profile, device: torch.device, args, flops: F
     opt = torch.optim.AdamW(param_groups(model, cfg), fused=fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     scaler = grad_scaler(device, precision)
-    step_model = torch.compile(model) if "compile" in on else model
+    mode = "reduce-overhead" if "cudagraphs" in on else None
+    step_model = torch.compile(model, mode=mode) if "compile" in on else model
     if "cache" in on:
         batches = BatchIterator(exp.cache, exp.cache.indices("train"), cfg.batch_size,
                                 shuffle=True, drop_last=True, device=device,
@@ -123,6 +126,8 @@ def run_rung(name: str, exp, prof: Profile, device: torch.device, args, flops: F
                 yield {k: v.to(device) for k, v in batch.items()}
 
     def step(batch: dict) -> None:
+        if mode:  # a new iteration: the graphs' previous outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         losses = train_step(step_model, batch, opt, sched, cfg, precision, scaler)
         if "no_sync" not in on:
             float(losses[0])  # the usual per-step logging: the host waits for the GPU
