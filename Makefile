@@ -47,13 +47,16 @@ book: notebooks
 test: setup
 	EMOLIB_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),notebooks --nbval-lax,)
 
-# Strict nbval: a fresh EMOLIB_HOME (its own data/ and runs/, so no run is reused), the cpu
-# profile with the committed outputs' thread count, every cell compared with its committed
-# output after notebooks/nbval_sanitize.cfg has normalised timings, rates and dates.
+# Strict nbval: a fresh EMOLIB_HOME (its own data/ and runs/, so no run is reused; the
+# dataset is built first, as make book does, so chapter 00 does not print its progress),
+# the cpu profile with the committed outputs' thread count, every cell compared with its
+# committed output after notebooks/nbval_sanitize.cfg has normalised timings, rates, dates.
 VERIFY_THREADS ?= 2
 verify: setup
 	@home=$$(mktemp -d "$${TMPDIR:-/tmp}/emolib-verify.XXXXXX"); \
 	echo "== make verify: EMOLIB_HOME=$$home, profile cpu, $(VERIFY_THREADS) threads"; \
+	EMOLIB_HOME=$$home $(PY) -c "from emolib.notebook import setup; setup('cpu')" \
+	  || { rm -rf "$$home"; exit 1; }; \
 	EMOLIB_HOME=$$home EMOLIB_PROFILE=cpu OMP_NUM_THREADS=$(VERIFY_THREADS) \
 	  $(PY) -m pytest -q -p no:cacheprovider --nbval \
 	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout 1800 $(NOTEBOOKS); \
