@@ -1,10 +1,8 @@
 """emolib: contrastive text-image emoticon prediction, the package behind the book.
 
-One module per concept: ``layout`` (canonical dataset), ``synth`` (EmoSynth), ``text``
-(tweet normalisation), ``images`` (robust decoding), ``data`` (datasets and tensor
-cache), ``encoders``, ``losses`` (InfoNCE), ``fusion``, ``model``, ``train``,
-``metrics``, ``config`` (profiles) and ``cli``. ``prepare`` builds datasets in the
-canonical layout (converters, downloads, EmoSynth's writer); no chapter imports it.
+One module per concept, imported one way: layout -> text, images -> preprocess -> data ->
+encoders, fusion, losses -> model -> train -> run; emolib/README.md maps each chapter to
+its module. ``prepare`` (producing datasets) is never imported by the taught core.
 """
 
 __version__ = "0.1.0"
