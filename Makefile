@@ -35,7 +35,7 @@ notebooks: setup data
 	  echo "== papermill $$nb (profile $(PROFILE))"; \
 	  EMOLIB_PROFILE=$(PROFILE) $(VENV)/bin/papermill "$$nb" "$$nb" -k python3 --cwd notebooks \
 	    --no-progress-bar || exit 1; \
-	  $(PY) -m emolib.nbtidy "$$nb" || exit 1; \
+	  $(PY) scripts/nbtidy.py "$$nb" || exit 1; \
 	  $(PY) scripts/refresh_run_times.py "$$nb" || exit 1; \
 	done
 

@@ -1,12 +1,15 @@
-"""emolib.nbtidy: executed notebooks keep each progress bar's last state, not every refresh."""
+"""scripts/nbtidy.py: executed notebooks keep each progress bar's last state, not every refresh."""
 
 import io
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 from tqdm import tqdm
 
-from emolib.nbtidy import main, resolve_carriage_returns, tidy_notebook, tidy_outputs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from nbtidy import main, resolve_carriage_returns, tidy_notebook, tidy_outputs  # noqa: E402
 
 
 class ChunkRecorder(io.StringIO):

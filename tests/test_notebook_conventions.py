@@ -88,4 +88,4 @@ def test_committed_outputs_come_from_a_run(path):
     assert not re.search(r"/(?:work|home|root|tmp)/", text), "machine-specific path in outputs"
     streams = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream"]
     assert not [o for o in streams if "\r" in "".join(o["text"])], \
-        "raw progress-bar refreshes: run `python -m emolib.nbtidy` (make notebooks does)"
+        "raw progress-bar refreshes: run `python scripts/nbtidy.py` (make notebooks does)"

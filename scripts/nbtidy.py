@@ -6,7 +6,7 @@ hundreds of lines per epoch. :func:`tidy_notebook` merges consecutive outputs of
 stream and keeps, per line, what a terminal would last have shown (a bar that cleared
 itself at the end keeps its final state, so the reader still sees how long it took).
 
-Usage: ``python -m emolib.nbtidy NOTEBOOK.ipynb [...]`` (``make notebooks`` runs it).
+Usage: ``python scripts/nbtidy.py NOTEBOOK.ipynb [...]`` (``make notebooks`` runs it).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def tidy_notebook(path: str | Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emolib.nbtidy", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python scripts/nbtidy.py", description=__doc__.split(
         "\n")[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
