@@ -9,7 +9,8 @@ Every post has a hidden *true class* ``c`` among K emoticons (K even, >= 4).
 * The **image** says which *image pair* ``c`` belongs to: pairs {K-1,0}, {1,2}, {3,4}, ...
   Each image pair has its own shape (circle, triangle, ...); position, scale, rotation,
   colours, clutter and noise carry no signal.
-* A text pair and an image pair share exactly one class, so text + image pin ``c`` down.
+* A post's text pair and its image pair share exactly one class (its true class), so text
+  + image pin ``c`` down.
 * With probability ``noise`` the observed label is replaced by a uniformly random class.
 
 The Bayes-optimal accuracies are therefore analytic (see :func:`ceilings`)::
