@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,11 @@ def train(profile: str | Profile | None, data_dir: str | Path, out_dir: str | Pa
              "train": dataclasses.asdict(exp.train)}
     if info_d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        exp.pre.tokenizer.save_pretrained(out / "tokenizer")
+        tmp = out / ".tokenizer.tmp"  # written beside, then renamed: never half a folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        exp.pre.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        tmp.rename(out / "tokenizer")
         write_atomic(out / "run.json", json.dumps({
             "data": str(data_dir), "profile": getattr(profile, "name", profile),
             "skipped": {**exp.data.skipped, **exp.cache.skipped},
