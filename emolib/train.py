@@ -264,6 +264,14 @@ class FitResult:
     micro_batch: int
 
 
+def enable_grad_checkpointing(model: EmoticonModel, cfg: TrainConfig) -> None:
+    """Recompute the trained encoders' activations in backward (``cfg.grad_checkpointing``):
+    memory for a transformer's layers falls to about one layer's, for ~30% more compute."""
+    for enc in (model.text_encoder, model.image_encoder):
+        if cfg.grad_checkpointing and enc is not None and not enc.cfg.freeze:
+            enc.backbone.gradient_checkpointing_enable({"use_reentrant": False})
+
+
 def plan(model: EmoticonModel, cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
     """Precision and micro-batch for this hardware (``cfg`` may fix either)."""
     precision = choose_precision(device, cfg.precision)
@@ -293,10 +301,7 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
     model.to(device)
     if model.logit_scale is not None and not cfg.contrastive_weight:
         model.logit_scale.requires_grad_(False)  # lambda = 0: the scale has nothing to learn
-    if cfg.grad_checkpointing:
-        for enc in (model.text_encoder, model.image_encoder):
-            if enc is not None and not enc.cfg.freeze:
-                enc.backbone.gradient_checkpointing_enable({"use_reentrant": False})
+    enable_grad_checkpointing(model, cfg)
     precision, micro = plan(model, cfg, device)
     if info.is_main and progress:
         tqdm.write(f"precision {precision}, batch {cfg.batch_size} in micro-batches of "

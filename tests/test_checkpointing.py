@@ -1,0 +1,36 @@
+"""Activation checkpointing (``--grad-checkpointing``): less memory, the same gradient."""
+
+import torch
+
+from emolib.config import TrainConfig, get_profile
+from emolib.losses import compute_loss
+from emolib.model import EmoticonModel
+from emolib.train import enable_grad_checkpointing
+
+
+def test_checkpointed_encoders_give_the_same_gradient():
+    cfg = get_profile("smoke").model
+    cfg.dropout = 0.0
+    for enc in (cfg.text, cfg.image):
+        enc.arch = {**enc.arch, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    g = torch.Generator().manual_seed(0)
+    batch = {"pixel_values": torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8,
+                                           generator=g),
+             "input_ids": torch.randint(100, 1000, (4, 10), generator=g),
+             "attention_mask": torch.ones(4, 10, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 2, 3])}
+
+    def grads(checkpointing: bool) -> dict:
+        torch.manual_seed(0)
+        model = EmoticonModel(cfg).double().train()
+        if checkpointing:
+            enable_grad_checkpointing(model, TrainConfig(grad_checkpointing=True))
+            assert model.text_encoder.backbone.is_gradient_checkpointing
+            assert model.image_encoder.backbone.is_gradient_checkpointing
+        compute_loss(model(**batch), batch["labels"], 0.5)[0].backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert plain.keys() == checkpointed.keys()
+    for name, value in plain.items():
+        torch.testing.assert_close(checkpointed[name], value, rtol=1e-10, atol=1e-12, msg=name)
