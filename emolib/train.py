@@ -269,7 +269,9 @@ def enable_grad_checkpointing(model: EmoticonModel, cfg: TrainConfig) -> None:
     memory for a transformer's layers falls to about one layer's, for ~30% more compute."""
     for enc in (model.text_encoder, model.image_encoder):
         if cfg.grad_checkpointing and enc is not None and not enc.cfg.freeze:
-            enc.backbone.gradient_checkpointing_enable({"use_reentrant": False})
+            b = enc.backbone  # transformers 5.2x renamed it; older versions have the old name
+            enable = getattr(b, "activation_checkpointing_enable", b.gradient_checkpointing_enable)
+            enable({"use_reentrant": False})
 
 
 def plan(model: EmoticonModel, cfg: TrainConfig, device: torch.device) -> tuple[str, int]:
