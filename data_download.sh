@@ -32,10 +32,10 @@ Sources and their options:
       --seed S, --max-side PX
   twitter-emoticon   your copy of the paper's Multimodal-TwitterEmoticon data
       --from DIR           a folder (or table file) with text, image and label columns
-      --url URL            or an archive (.zip, .tar.gz, ...) to download ...
+      --url URL            or a tar archive (.tar, .tar.gz, .tar.bz2, .tar.xz) to download ...
       --sha256 HEX         ... with its SHA-256 checksum (required with --url)
-      --table FILE         the table, when the folder holds several
-      --labels FILE        labels.json or a list of the classes to keep
+      --table FILE         the table (.csv or .tsv), when the folder holds several
+      --labels FILE        a labels.json: the classes to keep, in order
       --seed S, --max-side PX
 
 Environment: PYTHON (default: .venv/bin/python next to this script, else python3).

@@ -1,7 +1,7 @@
 """Image makers and a "bad data" twitter-emoticon folder with every real-world fault planted.
 
-``make_bad_dataset(root)`` returns the exact skip and change counts a correct converter
-must report, so the tests assert them rather than eyeball a log.
+``make_bad_dataset(root)`` returns the exact skip counts a correct converter must report,
+so the tests assert them rather than eyeball a log.
 """
 
 from __future__ import annotations
@@ -130,19 +130,18 @@ EXPECTED_SKIPS = {
     "missing": 4, "empty-text": 3, "unknown-label": 1, "duplicate-id": 1,
     "missing-label": 1, "outside-dataset": 5,
 }
-EXPECTED_CHANGES = {"text-truncated": 1}
 EXPECTED_ROWS = GOOD_PER_CLASS * len(CLASSES)
 
 
 def make_bad_dataset(root: Path) -> dict:
-    """Write a twitter-emoticon style folder (BOM CSV with aliased column names, images,
+    """Write a twitter-emoticon style folder (BOM CSV with upper-case column names, images,
     labels.json) whose good rows all convert and whose bad rows each hit one reason.
 
     Five rows name images outside ``root`` (``..``, an absolute path, a sibling dataset,
     ``/etc/passwd``, a symlink in ``images/`` that points out); the files they name exist,
     in ``root.parent / "outside"`` and ``root.parent / "sibling"``, and must never be opened.
 
-    Returns {"skips": ..., "changes": ..., "rows": ..., "outside": [files never to open]}.
+    Returns {"skips": ..., "rows": ..., "outside": [files never to open]}.
     """
     images = root / "images"
     images.mkdir(parents=True)
@@ -157,9 +156,9 @@ def make_bad_dataset(root: Path) -> dict:
             maker(images / f"g{n:03d}.{ext}")
             text = TEXTS[n % len(TEXTS)] + f" {cls}"  # the label emoji sits in the text
             if n == 5:
-                text = "long " * 500  # 2500 characters -> cut to 1000
-            # three ways of naming the image: in images/, bare, and without extension
-            image = (f"images/g{n:03d}.{ext}", f"g{n:03d}.{ext}", f"g{n:03d}")[k % 3]
+                text = "long " * 500  # 2500 characters, kept whole
+            # two ways of naming the image: in images/, and bare
+            image = (f"images/g{n:03d}.{ext}", f"g{n:03d}.{ext}")[k % 2]
             rows.append([f"t{n:03d}", text, image, LABEL_SPELLING[cls]])
             n += 1
     bad_images = {"corrupt": corrupt_file, "truncated": truncated_jpeg,
@@ -194,8 +193,8 @@ def make_bad_dataset(root: Path) -> dict:
     ]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["Tweet ID", "tweet", "image_path", "emoji"])
+    writer.writerow(["ID", "Text", "Image", "Label"])
     writer.writerows(rows)
     (root / "tweets.csv").write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8"))
-    return {"skips": dict(EXPECTED_SKIPS), "changes": dict(EXPECTED_CHANGES),
-            "rows": EXPECTED_ROWS, "outside": [secret, sibling, Path("/etc/passwd")]}
+    return {"skips": dict(EXPECTED_SKIPS), "rows": EXPECTED_ROWS,
+            "outside": [secret, sibling, Path("/etc/passwd")]}

@@ -192,7 +192,7 @@ def test_real_error_is_one_line(tmp_path):
     proc = run("twitter-emoticon", "--from", str(tmp_path / "nothing"),
                "--out", str(tmp_path / "o"), env=REAL)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "found: no folder" in proc.stderr
 
 
 def test_real_synthetic(tmp_path):
