@@ -180,3 +180,16 @@ def test_a_fully_frozen_encoder_is_deterministic_in_train_mode():
     frozen, free = _text_encoder(freeze=True).train(), _text_encoder().train()
     assert torch.equal(frozen(ids, mask), frozen(ids, mask))      # no dropout noise
     assert not torch.equal(free(ids, mask), free(ids, mask))      # dropout active
+
+
+def test_train_last_layers_works_for_the_vit_image_encoder():
+    """transformers 5 keeps ViT's blocks at ``model.layers`` (no ``.encoder``)."""
+    cfg = get_profile("smoke").model
+    cfg.image.train_last_layers = 1
+    enc = EmoticonModel(cfg).image_encoder.train()
+    layers = enc.backbone.layers
+    assert [layer.training for layer in layers] == [False, True]
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[1].parameters())
+    emb = enc.backbone.embeddings  # frozen; the conv stem, a new layer, trains
+    assert not emb.cls_token.requires_grad and not emb.position_embeddings.requires_grad
