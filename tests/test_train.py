@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import emolib.train as T
 from emolib.config import TrainConfig, get_profile
-from emolib.hardware import autocast, choose_micro_batch, choose_precision, grad_scaler
+from emolib.hardware import autocast, grad_scaler
 from emolib.losses import IGNORE, clip_loss
 from emolib.model import EmoticonModel
 from emolib.run import experiment, train
@@ -223,31 +223,7 @@ def test_profiles(monkeypatch):
         get_profile("tpu")
 
 
-# ---------------------------------------------------------------- precision and memory
-@pytest.mark.parametrize("capability, want", [((7, 5), "fp16"), ((8, 0), "bf16"),
-                                              ((8, 9), "bf16"), ((9, 0), "bf16")])
-def test_precision_follows_the_chip(capability, want):
-    assert choose_precision(torch.device("cuda"), "auto", capability) == want
-    assert choose_precision(torch.device("cuda"), "fp32", capability) == "fp32"
-
-
-def test_precision_on_the_cpu_and_bad_requests():
-    assert choose_precision(torch.device("cpu")) == "fp32"
-    assert choose_precision(torch.device("cpu"), "bf16") == "bf16"
-    with pytest.raises(ValueError, match="precision must be"):
-        choose_precision(torch.device("cpu"), "fp8")
-
-
-def test_micro_batch_fits_the_budget():
-    gib = 2**30
-    per_sample, params = 105 * 2**20, 196_000_000
-    assert choose_micro_batch(128, per_sample, params, None) == 128  # CPU: whole batch
-    assert choose_micro_batch(128, per_sample, params, 139 * gib) == 128  # an H200
-    t4 = choose_micro_batch(128, per_sample, params, 15 * gib)
-    assert t4 == 64 and t4 * per_sample + 18 * params < 0.85 * 15 * gib
-    assert choose_micro_batch(128, per_sample, params, 4 * gib) == 1  # never 0
-
-
+# ---------------------------------------------------------------- micro-batches and precision
 def tiny_model(dropout: float = 0.1) -> EmoticonModel:
     cfg = get_profile("smoke").model
     cfg.dropout = dropout
