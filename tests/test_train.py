@@ -1,6 +1,7 @@
 """The training loop: selection on validation, early stopping, exact resume, schedule,
 micro-batches, precision and hidden labels."""
 
+import dataclasses
 import json
 import math
 
@@ -345,3 +346,190 @@ def test_fit_plans_micro_batches_from_the_config(tiny_synth, tmp_path):
     model = EmoticonModel(exp.model)
     res = fit(model, exp.cache, exp.train, tmp_path / "m", progress=False)
     assert (res.precision, res.micro_batch) == ("fp32", 4)
+
+
+# ---------------------------------------------------------------- fit, directly and fast
+@pytest.fixture(scope="module")
+def uneven_exp(uneven_synth):
+    return experiment("smoke", uneven_synth, progress=False)
+
+
+def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True, **overrides):
+    """``fit`` of a freshly seeded smoke model; ``script``: the validation MCC per epoch."""
+    cfg = dataclasses.replace(exp.train, **{"epochs": 2, "batch_size": 16, "patience": 10,
+                                            **overrides})
+    if script is not None:
+        values, real = iter(script), T.evaluate
+
+        def scripted(model, cache, split, *a):
+            res = real(model, cache, split, *a)
+            res["mcc"] = next(values)
+            return res
+
+        monkeypatch.setattr(T, "evaluate", scripted)
+    T.set_seed(0)
+    model = model or EmoticonModel(exp.model)
+    return model, fit(model, exp.cache, cfg, out, progress=False, resume=resume)
+
+
+def test_ties_do_not_move_the_best_epoch_and_patience_counts_from_it(uneven_exp, tmp_path,
+                                                                     monkeypatch):
+    _, res = fit_once(uneven_exp, tmp_path, [0.5, 0.6, 0.6, 0.6, 0.9], monkeypatch,
+                      epochs=5, patience=2)
+    assert (res.best_epoch, res.best_val_mcc, res.stopped_early) == (2, 0.6, True)
+    assert len(res.history) == 4
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["epoch"] == 2
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (state["epoch"], state["best_epoch"], state["bad_epochs"]) == (4, 2, 2)
+    assert state["best_mcc"] == 0.6
+
+
+def test_patience_one_stops_after_the_first_bad_epoch(uneven_exp, tmp_path, monkeypatch):
+    _, res = fit_once(uneven_exp, tmp_path, [0.3, 0.2, 0.9], monkeypatch, epochs=3,
+                      patience=1)
+    assert len(res.history) == 2 and res.best_epoch == 1 and res.stopped_early
+
+
+def test_a_stopped_run_resumes_to_nothing_and_a_fresh_start_ignores_the_checkpoint(
+        uneven_exp, tmp_path, monkeypatch):
+    _, first = fit_once(uneven_exp, tmp_path, [0.5, 0.4, 0.3], monkeypatch, epochs=6,
+                        patience=2)
+    assert len(first.history) == 3 and first.stopped_early
+    monkeypatch.setattr(T, "text_features", lambda *a, **k: pytest.fail("nothing to train"))
+    _, again = fit_once(uneven_exp, tmp_path, [], monkeypatch, epochs=6, patience=2)
+    assert again.stopped_early and again.best_epoch == 1 and len(again.history) == 3
+    pd.testing.assert_frame_equal(again.history, first.history)
+    monkeypatch.undo()
+    model, fresh = fit_once(uneven_exp, tmp_path, None, None, epochs=1, resume=False)
+    assert len(fresh.history) == 1 and not fresh.stopped_early
+
+
+def test_history_rows_say_what_happened_in_each_epoch(uneven_exp, tmp_path, monkeypatch):
+    """train_* are the means of the steps' losses; lr is the schedule's after the epoch
+    (0 at the very end: the schedule spans exactly the steps taken); timings agree."""
+    steps, real = [], T.train_step
+
+    def recording(*a, **k):
+        out = real(*a, **k)
+        steps.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(T, "train_step", recording)
+    model, res = fit_once(uneven_exp, tmp_path, epochs=2)
+    n_train = len(uneven_exp.cache.indices("train"))
+    per_epoch = n_train // 16  # >= 2 batches: the last, partial one is dropped
+    assert len(steps) == 2 * per_epoch
+    h = res.history
+    for e in range(2):
+        mean = torch.stack(steps[e * per_epoch:(e + 1) * per_epoch]).mean(0).tolist()
+        assert [h.at[e, c] for c in ("train_loss", "train_ce", "train_contrastive")] == \
+            pytest.approx(mean, rel=1e-5)
+    assert h["epoch"].tolist() == [1, 2]
+    f = warmup_cosine(2 * per_epoch, uneven_exp.train.warmup_ratio)
+    assert h.at[0, "lr"] == pytest.approx(uneven_exp.train.lr * f(per_epoch))
+    assert h.at[1, "lr"] == pytest.approx(0.0, abs=1e-12)
+    assert h.at[1, "temperature"] == pytest.approx(model.temperature)
+    assert (h["samples_per_second"] * h["epoch_seconds"]).tolist() == \
+        pytest.approx([per_epoch * 16] * 2)
+    assert h["peak_gpu_memory_gib"].isna().all()
+    assert {c for c in h.columns if c.startswith("val_")} == \
+        {"val_accuracy", "val_mcc", "val_macro_f1", "val_top3_accuracy"}
+    on_disk = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(on_disk.drop(columns="peak_gpu_memory_gib"),
+                                  h.drop(columns="peak_gpu_memory_gib"), check_dtype=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())[1]["epoch"] == 2
+
+
+def test_a_small_training_set_keeps_its_last_partial_batch(uneven_exp, tmp_path, monkeypatch):
+    steps, real = [], T.train_step
+    monkeypatch.setattr(T, "train_step", lambda *a, **k: steps.append(len(a[1]["labels"]))
+                        or real(*a, **k))
+    n_train = len(uneven_exp.cache.indices("train"))
+    batch = n_train // 2 + 1  # fewer than two batches: nothing is dropped
+    fit_once(uneven_exp, tmp_path, epochs=1, batch_size=batch)
+    assert steps == [batch, n_train - batch]
+
+
+def test_lambda_zero_freezes_the_temperature(uneven_exp, tmp_path):
+    model, res = fit_once(uneven_exp, tmp_path, epochs=1, contrastive_weight=0.0)
+    assert not model.logit_scale.requires_grad
+    assert res.history.at[0, "temperature"] == pytest.approx(uneven_exp.model.init_temperature)
+    assert res.history.at[0, "train_loss"] == pytest.approx(res.history.at[0, "train_ce"])
+    assert res.history.at[0, "train_contrastive"] > 0  # reported all the same
+
+
+def test_fit_sets_threads_and_leaves_cpu_matmuls_exact(uneven_exp, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        fit_once(uneven_exp, tmp_path, epochs=1, num_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_float32_matmul_precision() == "highest"  # TF32 is a CUDA matter
+
+
+def test_progress_lines(uneven_exp, tmp_path, capsys):
+    cfg = dataclasses.replace(uneven_exp.train, epochs=1, batch_size=16)
+    T.set_seed(0)
+    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path, progress=True)
+    cfg2 = dataclasses.replace(cfg, epochs=2)
+    res = fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg2, tmp_path,
+              progress=True)
+    out = capsys.readouterr().out
+    row = res.history.iloc[0]
+    assert out.count("precision fp32, batch 16 in micro-batches of 16 on cpu\n") == 2
+    assert (f"epoch 1: loss {row['train_loss']:.3f}  val acc {row['val_accuracy']:.3f}  "
+            f"val MCC {row['val_mcc']:.3f}  (best)\n") in out
+    assert f"resumed from {tmp_path / 'checkpoint.pt'} after epoch 1\n" in out
+    assert "epoch 2: loss " in out
+
+
+def test_compile_serves_fixed_width_batches(uneven_exp, tmp_path, monkeypatch):
+    widths, compiled = set(), []
+
+    def fake_compile(model, **kw):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = EmoticonModel(uneven_exp.model)
+    model.register_forward_pre_hook(
+        lambda m, a, kw: widths.add(kw["input_ids"].shape[1]) if m.training else None,
+        with_kwargs=True)
+    fit_once(uneven_exp, tmp_path, model=model, epochs=1, compile=True)
+    assert compiled == [model] and widths == {uneven_exp.model.max_length}
+
+
+def test_grad_checkpointing_is_switched_on_for_trained_encoders_only(uneven_exp, tmp_path):
+    exp = dataclasses.replace(uneven_exp, model=dataclasses.replace(
+        uneven_exp.model, text=dataclasses.replace(uneven_exp.model.text, freeze=True)))
+    model, _ = fit_once(exp, tmp_path, epochs=1, grad_checkpointing=True)
+    assert model.image_encoder.backbone.is_gradient_checkpointing
+    assert not model.text_encoder.backbone.is_gradient_checkpointing
+
+
+def test_fp16_resume_restores_the_loss_scale(uneven_exp, tmp_path):
+    fit_once(uneven_exp, tmp_path, epochs=1, precision="fp16")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["scaler"]["scale"] > 0
+    state["scaler"]["scale"] = 8.0
+    torch.save(state, tmp_path / "checkpoint.pt")
+    _, res = fit_once(uneven_exp, tmp_path, epochs=2, precision="fp16")
+    assert res.precision == "fp16" and len(res.history) == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"]["scale"] in (4.0, 8.0)
+
+
+def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"epoch": 1, "x": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+    good = tmp_path / "good.pt"
+    T.save_checkpoint({"w": torch.ones(2)}, good)
+    assert load_checkpoint(good)["w"].device == torch.device("cpu")
