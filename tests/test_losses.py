@@ -264,3 +264,14 @@ def test_infonce_floor_by_hand_and_its_limits():
                                        (4, 1.5, r"compatible must be in \[0, 1\]; got 1.5")]:
         with pytest.raises(ValueError, match=message):
             infonce_floor(batch, compatible)
+
+
+def test_16_bit_embeddings_are_widened_before_the_similarities():
+    """Embeddings made under autocast arrive in bf16: the loss is that of their float32
+    values, in float32 (a bf16 matmul at s = 100 would move the logits by ~0.1)."""
+    t, v = unit(32, 16, 3).bfloat16(), unit(32, 16, 4).bfloat16()
+    scale = torch.tensor(100.0)
+    got = clip_loss(t, v, scale)
+    assert got.dtype == torch.float32
+    want = clip_loss(t.double(), v.double(), scale.double())
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
