@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from emolib.cli import main
@@ -236,3 +238,118 @@ def test_two_and_three_class_datasets_train_end_to_end(tiny_synth, tmp_path, cla
     assert res.model.cfg.num_classes == classes
     assert 0.0 <= res.test_metrics["accuracy"] <= 1.0
     assert ("top3_accuracy" in res.test_metrics) == (classes > 3)
+
+
+# ---------------------------------------------------------------- BatchIterator, by hand
+def hand_cache(n=13, length=6, features=False, seed=0):
+    """A TensorCache built by hand: image row r is filled with r, text i has i % 5 + 1
+    tokens, and the images are stored in reverse order (rows != positions)."""
+    from emolib.data import TensorCache
+
+    rows = np.arange(n)[::-1].copy()
+    images = np.zeros((n + 2, 3, 2, 2), np.uint8)
+    for r in range(n + 2):
+        images[r] = r
+    lengths = np.arange(n) % 5 + 1
+    mask = torch.tensor((np.arange(length)[None] < lengths[:, None]).astype(np.int8))
+    ids = (torch.arange(n * length, dtype=torch.int32).view(n, length) + 1) * mask
+    return TensorCache(ids=np.array([f"p{i}" for i in range(n)]), images=images, rows=rows,
+                       input_ids=ids, attention_mask=mask, labels=torch.arange(n) % 3,
+                       splits=np.array(["train", "val", "test"] * n)[:n],
+                       text_features=torch.randn(n, 4) if features else None)
+
+
+def test_indices_and_length_of_the_cache():
+    cache = hand_cache()
+    assert len(cache) == 13
+    assert cache.indices("val").tolist() == [1, 4, 7, 10]
+    assert cache.indices("nope").tolist() == []
+
+
+def test_a_batch_holds_exactly_its_posts():
+    cache = hand_cache(features=True)
+    idx = np.array([7, 2, 11])
+    b = BatchIterator(cache, idx, 3).batch(idx)
+    assert set(b) == {"pixel_values", "input_ids", "attention_mask", "labels", "text_features"}
+    width = int(cache.attention_mask[idx].sum(1).max())  # 3 tokens: texts 7, 2 and 11
+    assert width == 3 and b["input_ids"].shape == (3, width)
+    assert torch.equal(b["input_ids"], cache.input_ids[idx, :width].long())
+    assert torch.equal(b["attention_mask"], cache.attention_mask[idx, :width].long())
+    assert b["input_ids"].dtype == b["attention_mask"].dtype == torch.long
+    assert torch.equal(b["labels"], cache.labels[idx])
+    assert torch.equal(b["text_features"], cache.text_features[idx])
+    # each post gets its own image (row = n - 1 - position here), whatever the row order
+    assert [int(b["pixel_values"][k, 0, 0, 0]) for k in range(3)] == [13 - 1 - i for i in idx]
+    assert b["pixel_values"].dtype == torch.uint8
+    full = BatchIterator(cache, idx, 3, trim=False).batch(idx)
+    assert full["input_ids"].shape == (3, 6)
+    assert "text_features" not in BatchIterator(hand_cache(), idx, 3).batch(idx)
+
+
+def test_an_empty_text_batch_keeps_one_column():
+    cache = hand_cache()
+    cache.attention_mask[:] = 0
+    idx = np.array([0, 1])
+    assert BatchIterator(cache, idx, 2).batch(idx)["input_ids"].shape == (2, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 13), batch=st.integers(1, 6), world=st.integers(1, 3),
+       drop_last=st.booleans(), shuffle=st.booleans(), seed=st.integers(0, 3),
+       epoch=st.integers(0, 2))
+def test_batches_partition_the_epoch_across_ranks(n, batch, world, drop_last, shuffle, seed,
+                                                  epoch):
+    cache = hand_cache()
+    idx = np.arange(13)[:n]
+    ranks = []
+    for rank in range(world):
+        it = BatchIterator(cache, idx, batch, shuffle=shuffle, drop_last=drop_last,
+                           seed=seed, rank=rank, world_size=world)
+        it.set_epoch(epoch)
+        got = [b["labels"] for b in it]
+        share = n // world
+        assert len(it) == len(got) == (share // batch if drop_last else -(-share // batch))
+        sizes = [len(g) for g in got]
+        assert all(s == batch for s in sizes[:-1]) and (not sizes or 0 < sizes[-1] <= batch)
+        if drop_last:
+            assert all(s == batch for s in sizes)
+        order = it._order()
+        assert len(order) == share
+        assert torch.equal(torch.cat(got) if got else torch.tensor([], dtype=torch.long),
+                           cache.labels[order[:sum(sizes)]])
+        ranks.append(order)
+    seen = np.concatenate(ranks)
+    assert len(set(seen)) == len(seen) == world * (n // world)  # disjoint, equal shares
+    assert set(seen) <= set(idx)
+    if not shuffle:
+        assert sorted(seen) == list(idx[:world * (n // world)])
+
+
+def test_shuffle_is_a_permutation_seeded_by_seed_and_epoch():
+    cache = hand_cache()
+    idx = np.arange(13)
+
+    def order(seed, epoch, shuffle=True):
+        it = BatchIterator(cache, idx, 4, shuffle=shuffle, seed=seed)
+        it.set_epoch(epoch)
+        return it._order().tolist()
+
+    assert sorted(order(0, 0)) == list(range(13))
+    assert order(0, 0) == order(0, 0) != order(0, 1)
+    assert order(0, 0) != order(1, 0)
+    assert order(0, 0, shuffle=False) == list(range(13))
+    assert order(5, 2) == idx[np.random.default_rng([5, 2]).permutation(13)].tolist()
+
+
+def test_ranks_take_every_world_size_th_sample_of_the_same_permutation():
+    cache = hand_cache()
+    whole = BatchIterator(cache, np.arange(13), 4, shuffle=True, seed=1)._order()
+    for rank in range(3):
+        it = BatchIterator(cache, np.arange(13), 4, shuffle=True, seed=1, rank=rank,
+                           world_size=3)
+        assert it._order().tolist() == whole[:12][rank::3].tolist()
+
+
+def test_no_samples_is_an_error():
+    with pytest.raises(DataError, match="no usable samples"):
+        BatchIterator(hand_cache(), np.array([], dtype=int), 4)
