@@ -353,3 +353,64 @@ def test_ranks_take_every_world_size_th_sample_of_the_same_permutation():
 def test_no_samples_is_an_error():
     with pytest.raises(DataError, match="no usable samples"):
         BatchIterator(hand_cache(), np.array([], dtype=int), 4)
+
+
+# ---------------------------------------------------------------- load_dataset, build_cache
+def test_a_row_with_several_faults_is_counted_once_under_the_strongest_reason(tiny_synth,
+                                                                               tmp_path,
+                                                                               caplog):
+    root = copy_of(tiny_synth, tmp_path)
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    label = meta.at[2, "label"]
+    edit_rows(root, text={0: "", 1: f"{label}", 2: "fine text", 3: f"ok {label}"},
+              image={0: "../x.png", 1: "../y.png"})
+    with caplog.at_level("WARNING", logger="emolib.data"):
+        info = load_dataset(root)
+    assert info.skipped == {"outside-dataset": 2}  # outside wins over empty text
+    assert info.label_emoji_rows == 1  # row 3: kept, its label emoji removed
+    assert len(info.frame) == len(meta) - 2 and info.frame.index.tolist() == \
+        list(range(len(meta) - 2))
+    assert info.frame.at[0, "id"] == meta.at[2, "id"]
+    assert info.num_classes == len(info.labels) == 8
+    assert len(info.split("val")) == int((info.frame["split"] == "val").sum()) > 0
+    assert "left out 2 row(s) (outside-dataset), e.g. " + str([meta.at[0, "id"],
+                                                                meta.at[1, "id"]]) in caplog.text
+
+
+def test_the_image_cache_is_decoded_once_and_keyed_by_size_and_rows(tiny_synth, tmp_path,
+                                                                    tokenizer, monkeypatch,
+                                                                    caplog):
+    import emolib.data as D
+
+    root = copy_of(tiny_synth, tmp_path)
+    info = load_dataset(root)
+    pre = pre_for(info, tokenizer, 24)
+    (root / "images" / info.frame.at[5, "image"]).write_bytes(b"junk")
+    with caplog.at_level("WARNING", logger="emolib.data"):
+        first = build_cache(info, pre, progress=False, workers=2)
+    assert "skipped 1 image(s): corrupt" in caplog.text
+    names = sorted(p.name for p in (root / "cache").iterdir())
+    key = names[0].removeprefix("images_24_").removesuffix(".npy")
+    assert names == [f"images_24_{key}.npy", f"skipped_24_{key}.csv"]  # no temporary left
+    monkeypatch.setattr(D, "_decode", lambda *a: pytest.fail("decoded again"))
+    again = build_cache(info, pre, progress=False)
+    assert again.skipped == first.skipped == {"corrupt": 1}
+    assert np.array_equal(np.asarray(again.images), np.asarray(first.images))
+    assert again.ids.tolist() == first.ids.tolist() and 5 not in again.rows
+    assert np.array_equal(again.rows, np.delete(np.arange(len(info.frame)), 5))
+    assert torch.equal(again.labels, torch.as_tensor(info.frame["y"].to_numpy()[again.rows]))
+    assert again.splits.tolist() == info.frame["split"].to_numpy()[again.rows].tolist()
+    monkeypatch.undo()
+    fewer = D.DatasetInfo(info.root, info.labels, info.frame.iloc[:40].reset_index(drop=True))
+    build_cache(fewer, pre, progress=False)  # other rows: another cache, not a stale one
+    assert len(list((root / "cache").glob("images_24_*.npy"))) == 2
+
+
+def test_a_dataset_without_a_usable_image_is_refused(tiny_synth, tmp_path, tokenizer):
+    root = copy_of(tiny_synth, tmp_path)
+    info = load_dataset(root)
+    for path in (root / "images").iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(DataError, match=r"no usable image in .*images \(160 rows; skipped: "
+                                        r"\{'empty-file': 160\}\)"):
+        build_cache(info, pre_for(info, tokenizer), progress=False)
