@@ -193,3 +193,60 @@ def test_train_last_layers_works_for_the_vit_image_encoder():
     assert all(p.requires_grad for p in layers[1].parameters())
     emb = enc.backbone.embeddings  # frozen; the conv stem, a new layer, trains
     assert not emb.cls_token.requires_grad and not emb.position_embeddings.requires_grad
+
+
+# ---------------------------------------------------------------- fusion, pinned by hand
+def test_modality_tokens_are_text_image_and_their_product():
+    t, v = torch.randn(2, 4), torch.randn(2, 4)
+    tokens = modality_tokens(t, v)
+    assert torch.equal(tokens, torch.stack([t, v, t * v], 1))
+    assert torch.equal(modality_tokens(None, v), v.unsqueeze(1))
+    assert torch.equal(modality_tokens(t, None), t.unsqueeze(1))
+    with pytest.raises(ValueError, match="give at least one modality"):
+        modality_tokens(None, None)
+
+
+def test_fusion_defaults_take_the_three_tokens():
+    att = AttentionFusion(16)
+    assert att.type_embed.shape == (3, 16) and att.out_dim == 16
+    _, w = att(torch.randn(2, 3, 16))
+    assert w.shape == (2, 4, 3)  # 4 heads by default
+    cat = ConcatFusion(16)
+    assert cat(torch.randn(2, 3, 16))[0].shape == (2, 16) and cat.out_dim == 16
+    with pytest.raises(ValueError, match="dim 10 must be divisible by heads 4"):
+        AttentionFusion(10)
+
+
+def test_attention_fusion_output_matches_a_manual_computation():
+    torch.manual_seed(0)
+    f = AttentionFusion(8, num_tokens=3, heads=2).eval()
+    with torch.no_grad():
+        f.type_embed.normal_()  # zero at init: give it a value that shows
+    tokens = torch.randn(2, 3, 8)
+    fused, w = f(tokens)
+    x = torch.nn.functional.layer_norm(tokens + f.type_embed, (8,), f.norm.weight, f.norm.bias)
+    v = f.value(x).view(2, 3, 2, 4)
+    pooled = torch.stack([sum(w[b, h, m] * v[b, m, h] for m in range(3))
+                          for b in range(2) for h in range(2)]).view(2, 8)
+    out = f.out(pooled)
+    mlp = f.mlp[4](torch.nn.functional.gelu(f.mlp[1](f.mlp[0](out))))
+    assert torch.allclose(fused, out + mlp, atol=1e-6)
+
+
+def test_the_query_starts_at_scale_one_over_root_head_dim():
+    torch.manual_seed(0)
+    f = AttentionFusion(512, heads=2)  # head_dim 256: 512 draws
+    assert f.query.std().item() == pytest.approx(256 ** -0.5, rel=0.15)
+
+
+def test_concat_fusion_matches_a_manual_computation_and_drops_out_in_training():
+    torch.manual_seed(0)
+    f = ConcatFusion(4, num_tokens=3, dropout=0.5).eval()
+    tokens = torch.randn(5, 3, 4)
+    x = tokens.flatten(1)
+    ln, lin1, lin2 = f.proj[0], f.proj[1], f.proj[4]
+    want = lin2(torch.nn.functional.gelu(lin1(torch.nn.functional.layer_norm(
+        x, (12,), ln.weight, ln.bias))))
+    assert torch.allclose(f(tokens)[0], want, atol=1e-6)
+    f.train()
+    assert not torch.equal(f(tokens)[0], f(tokens)[0])  # dropout active in training
