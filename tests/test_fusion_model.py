@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -250,3 +251,77 @@ def test_concat_fusion_matches_a_manual_computation_and_drops_out_in_training():
     assert torch.allclose(f(tokens)[0], want, atol=1e-6)
     f.train()
     assert not torch.equal(f(tokens)[0], f(tokens)[0])  # dropout active in training
+
+
+# ---------------------------------------------------------------- the model's contract
+def test_the_scale_starts_at_one_over_the_initial_temperature():
+    cfg = get_profile("smoke").model
+    cfg.init_temperature = 0.05
+    model = EmoticonModel(cfg)
+    assert model.logit_scale.item() == pytest.approx(math.log(20.0))
+    assert model.temperature == pytest.approx(0.05)
+    out = model(**batch())
+    assert out.logit_scale.item() == pytest.approx(20.0)
+    assert out.logit_scale.requires_grad
+    cfg.mode = "text"
+    assert EmoticonModel(cfg).temperature is None
+
+
+@pytest.mark.parametrize("mode, call, message", [
+    ("image", "encode_text", r"no text branch \(mode='image'\)"),
+    ("text", "encode_image", r"no image branch \(mode='text'\)")])
+def test_a_missing_branch_says_so(mode, call, message):
+    cfg = get_profile("smoke").model
+    cfg.mode = mode
+    model, b = EmoticonModel(cfg), batch()
+    args = (b["pixel_values"],) if call == "encode_image" else (b["input_ids"],
+                                                                  b["attention_mask"])
+    with pytest.raises(RuntimeError, match=message):
+        getattr(model, call)(*args)
+
+
+@pytest.mark.parametrize("mode", ["text", "image"])
+def test_one_branch_models_ignore_the_other_input(mode):
+    cfg = get_profile("smoke").model
+    cfg.mode, cfg.fusion = mode, "concat"
+    torch.manual_seed(0)
+    model = EmoticonModel(cfg).eval()
+    b, other = batch(), batch()
+    other["pixel_values" if mode == "text" else "input_ids"] = \
+        torch.zeros_like(b["pixel_values" if mode == "text" else "input_ids"])
+    assert torch.equal(model(**b).logits, model(**other).logits)
+    assert model.fusion.proj[1].in_features == cfg.embed_dim  # one token of embed_dim
+
+
+def test_the_classifier_drops_out_at_the_configured_rate():
+    cfg = get_profile("smoke").model
+    cfg.dropout = 0.3
+    model = EmoticonModel(cfg)
+    drops = [m.p for m in model.classifier if isinstance(m, torch.nn.Dropout)]
+    assert drops == [0.3] and model.classifier[-1].out_features == cfg.num_classes
+
+
+def test_saved_config_is_readable_and_loading_never_reaches_for_the_hub(tmp_path):
+    torch.manual_seed(0)
+    cfg = get_profile("smoke").model
+    model = EmoticonModel(cfg).eval()
+    model.save(tmp_path / "m", extra={"labels": [{"emoji": "😂", "name": "joy"}], "epoch": 3})
+    text = (tmp_path / "m" / "config.json").read_text(encoding="utf-8")
+    assert "😂" in text  # written as text, not escaped
+    config = json.loads(text)
+    assert config["epoch"] == 3 and config["model"]["embed_dim"] == cfg.embed_dim
+    assert set(config["backbones"]) == {"text", "image"}
+    assert config["backbones"]["image"]["config"]["hidden_size"] == 32
+    # a run trained from a hub checkpoint: loading rebuilds from the saved configs only
+    config["model"]["text"].update(name="no-such-org/no-such-model", pretrained=True)
+    config["model"]["image"].update(name="/no/such/folder", pretrained=True, arch={})
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    loaded = EmoticonModel.load(tmp_path / "m", device="cpu").eval()
+    assert loaded.text_encoder.source == loaded.image_encoder.source == "random"
+    assert torch.equal(model(**batch()).logits, loaded(**batch()).logits)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json",
+                                                                  "model.safetensors"]
+    cfg.mode = "text"
+    EmoticonModel(cfg).save(tmp_path / "t")
+    assert set(json.loads((tmp_path / "t" / "config.json").read_text())["backbones"]) == \
+        {"text"}
