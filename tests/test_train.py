@@ -533,3 +533,169 @@ def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
     good = tmp_path / "good.pt"
     T.save_checkpoint({"w": torch.ones(2)}, good)
     assert load_checkpoint(good)["w"].device == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- the pieces of a step
+def test_param_groups_split_pretrained_and_decay(monkeypatch):
+    model = EmoticonModel(get_profile("smoke").model)
+    model.text_encoder.source = "pretrained:test"  # as if loaded from a checkpoint
+    model.image_encoder.backbone.layers[0].requires_grad_(False)
+    cfg = TrainConfig(lr=1e-3, pretrained_lr=1e-5, weight_decay=0.05)
+    groups = T.param_groups(model, cfg)
+    text = {id(p) for p in model.text_encoder.parameters()}
+    seen = [id(p) for g in groups for p in g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sorted(seen) == sorted(id(p) for p in trainable)  # each exactly once
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in groups:
+        pre = {id(p) in text for p in g["params"]}
+        decay = {p.dim() >= 2 and "type_embed" not in names[id(p)] for p in g["params"]}
+        assert len(pre) == len(decay) == 1, "a group mixes kinds"
+        assert g["lr"] == (1e-5 if pre == {True} else 1e-3)
+        assert g["weight_decay"] == (0.05 if decay == {True} else 0.0)
+    kinds = [({id(p) in text for p in g["params"]}.pop(), g["weight_decay"] == 0.0)
+             for g in groups]
+    assert kinds == sorted(kinds) and len(kinds) == 4
+    assert any(names[id(p)] == "logit_scale" for g in groups if g["weight_decay"] == 0
+               for p in g["params"])
+
+
+def test_make_optimizer_schedules_from_the_first_step():
+    model = EmoticonModel(get_profile("smoke").model)
+    cfg = TrainConfig(lr=1e-3, warmup_ratio=0.25)
+    opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 8)
+    assert isinstance(opt, torch.optim.AdamW) and not opt.defaults["fused"]
+    assert sched.get_last_lr()[0] == pytest.approx(1e-3 / 2)  # warmup 2 steps: 1/2
+    opt.step()
+    sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(1e-3)
+
+
+def test_set_seed_seeds_python_numpy_and_torch():
+    import random
+
+    draws = []
+    for _ in range(2):
+        T.set_seed(2**32 + 5)
+        draws.append((random.random(), np.random.rand(), torch.rand(1).item()))
+    assert draws[0] == draws[1]
+    T.set_seed(5)
+    assert np.random.rand() == draws[0][1]  # numpy takes the seed modulo 2**32
+
+
+def step_setup(**cfg):
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).train()
+    cfg = TrainConfig(**{"lr": 1e-3, **cfg})
+    opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 10)
+    return model, cfg, opt, sched
+
+
+def test_train_step_returns_its_losses_and_steps_everything_once():
+    model, cfg, opt, sched = step_setup()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rng = torch.get_rng_state()
+    out = T.train_step(model, tiny_batch(), opt, sched, cfg)
+    assert out.shape == (3,) and not out.requires_grad
+    loss, ce, nce = out.tolist()
+    assert loss == pytest.approx(ce + cfg.contrastive_weight * nce, rel=1e-6)
+    with torch.no_grad():
+        ref = T.compute_loss(model_at(before, model, rng), tiny_batch()["labels"], 0.5)[1]
+    assert ce == pytest.approx(ref["ce"].item(), rel=1e-5)
+    assert nce == pytest.approx(ref["contrastive"].item(), rel=1e-5)
+    assert sched.last_epoch == 1
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "logit_scale" in moved and "classifier.2.weight" in moved
+
+
+def model_at(state, model, rng):
+    """The output of ``model`` with the parameters ``state``, dropout drawn from ``rng``."""
+    twin = EmoticonModel(model.cfg).train()
+    twin.load_state_dict({**model.state_dict(), **state})
+    torch.set_rng_state(rng)
+    return twin(**tiny_batch())
+
+
+def test_train_step_clips_the_gradient_norm():
+    for clip, small in ((1e-3, True), (None, False)):
+        model, cfg, opt, sched = step_setup(grad_clip=clip)
+        T.train_step(model, tiny_batch(), opt, sched, cfg)
+        norm = torch.linalg.vector_norm(torch.stack(
+            [p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        assert (norm <= 1e-3 * 1.001) == small
+
+
+def test_train_step_clamps_the_log_scale_after_the_step():
+    model, cfg, opt, sched = step_setup()
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    T.train_step(model, tiny_batch(), opt, sched, cfg)
+    assert model.logit_scale.item() == pytest.approx(math.log(100))
+
+
+def test_micro_batches_only_when_they_split_the_batch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(T, "micro_batched_backward",
+                        lambda *a, **k: calls.append(a[2]) or pytest.fail("split"))
+    model, cfg, opt, sched = step_setup()
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=8)
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=None)
+    assert calls == []
+    monkeypatch.undo()
+    spy = []
+    real = T.micro_batched_backward
+    monkeypatch.setattr(T, "micro_batched_backward", lambda *a, **k: spy.append(a[2])
+                        or real(*a, **k))
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=7)
+    assert spy == [7]
+
+
+class NoSyncRecorder(torch.nn.Module):
+    """A DDP stand-in: records which micro-batches ran inside ``no_sync``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module, self.inside, self.calls = model, False, []
+
+    def no_sync(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.inside = True
+            yield
+            self.inside = False
+
+        return ctx()
+
+    def forward(self, **batch):
+        if torch.is_grad_enabled():
+            self.calls.append(self.inside)
+        return self.module(**batch)
+
+
+@pytest.mark.parametrize("weight", [0.5, 0.0])
+def test_gradients_are_synchronised_once_on_the_last_micro_batch(weight):
+    wrapper = NoSyncRecorder(tiny_model())
+    micro_batched_backward(wrapper, tiny_batch(), 3, weight, "fp32",
+                           grad_scaler(torch.device("cpu"), "fp32"))
+    assert wrapper.calls == [True, True, False]
+
+
+def test_hide_labels_keeps_at_least_one_and_leaves_a_full_cache_alone(tiny_synth):
+    cache = experiment("smoke", tiny_synth, progress=False).cache
+    train = cache.indices("train")
+    tiny = hide_labels(cache, 1e-6, seed=0)
+    assert (tiny.labels[train] != IGNORE).sum().item() == 1
+    assert (tiny.labels == IGNORE).sum().item() == len(train) - 1
+    assert hide_labels(cache, 0.5, seed=0).labels.dtype == torch.long
+
+
+def test_evaluate_reports_the_split_and_its_size(tiny_synth):
+    exp = experiment("smoke", tiny_synth, progress=False)
+    model = EmoticonModel(exp.model)
+    res = evaluate(model, exp.cache, "val", batch_size=7)
+    assert res["split"] == "val" and res["n"] == len(exp.cache.indices("val"))
+    big = evaluate(model, exp.cache, "val")
+    assert {k: big[k] for k in ("accuracy", "mcc")} == {k: res[k] for k in ("accuracy", "mcc")}
+    assert evaluate(model, exp.cache)["split"] == "test"
