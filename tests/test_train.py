@@ -337,7 +337,14 @@ def test_a_run_with_hidden_labels_trains_and_reports(tiny_synth, tmp_path):
     res = run(tiny_synth, tmp_path / "semi", epochs=2, label_fraction=0.1)
     assert np.isfinite(res.history["train_loss"]).all()
     assert (res.history["train_contrastive"] > 0).all()
-    assert res.test_metrics["n"] > 0
+    saved = json.loads((tmp_path / "semi" / "run.json").read_text())
+    assert saved["train"]["label_fraction"] == 0.1
+    # hidden training labels never reach evaluation: the test split keeps every label
+    cache = res.experiment.cache
+    assert (cache.labels != IGNORE).all()
+    best = EmoticonModel.load(tmp_path / "semi" / "best")
+    assert res.test_metrics == evaluate(best, cache, "test")
+    assert res.test_metrics["n"] == len(cache.indices("test"))
 
 
 def test_fit_plans_micro_batches_from_the_config(tiny_synth, tmp_path):
