@@ -325,3 +325,45 @@ def test_saved_config_is_readable_and_loading_never_reaches_for_the_hub(tmp_path
     EmoticonModel(cfg).save(tmp_path / "t")
     assert set(json.loads((tmp_path / "t" / "config.json").read_text())["backbones"]) == \
         {"text"}
+
+
+def test_forward_is_encoders_then_fusion_then_classifier():
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    b = batch()
+    out = model(**b)
+    t = model.encode_text(b["input_ids"], b["attention_mask"])
+    v = model.encode_image(b["pixel_values"])
+    fused, weights = model.fusion(modality_tokens(t, v))
+    assert torch.allclose(out.text_embed, t) and torch.allclose(out.image_embed, v)
+    assert torch.allclose(out.logits, model.classifier(fused), atol=1e-6)
+    assert out.fusion_weights.shape == (4, 2, 3) and torch.allclose(out.fusion_weights, weights)
+
+
+def test_padding_does_not_change_a_posts_embedding():
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    b = batch(n=2, length=6)
+    b["attention_mask"][0, 3:] = 0
+    b["input_ids"][0, 3:] = 0
+    alone = model.encode_text(b["input_ids"][:1, :3], b["attention_mask"][:1, :3])
+    assert torch.allclose(model(**b).text_embed[:1], alone, atol=1e-5)
+
+
+def test_given_text_features_replace_the_text_encoder():
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    b = batch()
+    features = torch.zeros(4, model.text_encoder.hidden_size)
+    out = model(**b, text_features=features)
+    want = torch.nn.functional.normalize(model.text_proj.bias, dim=-1).expand(4, -1)
+    assert torch.allclose(out.text_embed, want, atol=1e-6)
+
+
+def test_save_into_a_new_nested_folder_and_over_an_old_one(tmp_path):
+    model = EmoticonModel(get_profile("smoke").model)
+    for _ in range(2):
+        model.save(tmp_path / "a" / "b")
+    loaded = EmoticonModel.load(tmp_path / "a" / "b")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
