@@ -414,3 +414,20 @@ def test_a_dataset_without_a_usable_image_is_refused(tiny_synth, tmp_path, token
     with pytest.raises(DataError, match=r"no usable image in .*images \(160 rows; skipped: "
                                         r"\{'empty-file': 160\}\)"):
         build_cache(info, pre_for(info, tokenizer), progress=False)
+
+
+def test_the_collator_counts_what_it_drops_and_pads_like_the_cache(tokenizer):
+    pre = Preprocessor.for_labels(tokenizer, 4, 10, ["😂"])
+    collate = Collator(pre)
+    assert collate([None, None]) == {} and collate.skipped == 2
+    image = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    items = [{"text": "hi 😂", "image": image, "label": 1}, None,
+             {"text": "hello there friend", "image": image + 1, "label": 0}]
+    out = collate(items)
+    assert collate.skipped == 3
+    ids, mask = pre.tokenize(["hi 😂", "hello there friend"])
+    width = int(mask.sum(1).max())
+    assert torch.equal(out["input_ids"], ids[:, :width].long())
+    assert torch.equal(out["attention_mask"], mask[:, :width].long())
+    assert torch.equal(out["pixel_values"], torch.stack([image, image + 1]))
+    assert out["labels"].tolist() == [1, 0]
