@@ -2,6 +2,7 @@
 refused in one line naming the file, the row where there is one, and the fix.
 """
 
+import csv
 import io
 import json
 import re
@@ -62,6 +63,13 @@ def _read_csv(text: str, path: Path) -> pd.DataFrame:
     # header=None: the header line sets the width, so a longer row is a bad line
     frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str, engine="python",
                         keep_default_na=False, on_bad_lines=too_long)
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    try:  # pandas' python engine silently drops a row that csv rejects: find it
+        for _ in reader:
+            pass
+    except csv.Error as err:
+        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
+                        'quoted, its quotes doubled: "say ""hi""")') from err
     frame = frame.iloc[1:].set_axis(list(frame.iloc[0]), axis=1)
     short = frame.isna().any(axis=1).to_numpy()
     if short.any():
