@@ -438,6 +438,9 @@ MALFORMED = {  # name: (file, bytes, what the one line must say)
     "extra-field": ("t.csv", b"id,text,image,label\nx1,hi,a.jpg,a\nx2,yo,b.jpg,a,oops\n",
                     r"t.csv: the row 'x2,yo,b.jpg,a,oops' has 5 fields, the header 4; quote a "
                     r"field that holds ','"),
+    "stray-quote": ("t.csv", b'id,text,image,label\nx1,hi,a.jpg,a\nx2,"so" funny,b.jpg,a\n',
+                    r"t.csv line 3: ',' expected after '\"' \(a field with quotes must be "
+                    r"quoted"),  # pandas alone dropped this row without a word
     "short-row": ("t.csv", b"id,text,image,label\nx1,hi,a.jpg,a\nx2,yo\n",
                   r"t.csv row 3: 2 fields, the header has 4; fill in the missing ones"),
     "invalid-utf8": ("t.csv", b"id,text,image,label\nx1,caf\xe9,a.jpg,a\n",
