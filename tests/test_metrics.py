@@ -95,9 +95,9 @@ def test_top_k_only_below_the_class_count_and_top1_is_accuracy():
     assert "top3_accuracy" not in classification_metrics(y, scores, k=3)  # always 1
     m = classification_metrics(y, scores, k=1)
     assert m["top1_accuracy"] == m["accuracy"] == pytest.approx(3 / 4)
-    binary = classification_metrics(np.array([0, 1, 1]), np.array([[2.0, 1.0], [0.0, 1.0],
-                                                                   [3.0, 0.0]]), k=1)
-    assert binary["top1_accuracy"] == binary["accuracy"] == pytest.approx(2 / 3)
+    binary = classification_metrics(np.array([0, 1, 1, 1]), np.array(
+        [[2.0, 1.0], [0.0, 1.0], [3.0, 0.0], [-3.0, -1.0]]), k=1)  # logits of any sign
+    assert binary["top1_accuracy"] == binary["accuracy"] == pytest.approx(3 / 4)
 
 
 def test_mismatched_labels_are_refused_with_the_shapes():
