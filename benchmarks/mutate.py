@@ -125,8 +125,9 @@ def run_module(base: Path, module: str, children: int, rerun: bool = False) -> d
     names: list[str] = []
     if rerun and (base / module / "mutants").is_dir():
         work = base / module
+        known = equivalents()  # explained: nothing to re-test
         names = sorted(n for n, s in results_of(work, module)["status"].items()
-                       if s in SURVIVED)
+                       if s in SURVIVED and n not in known)
         for dest in (work / "tests", work / "mutants" / "tests"):
             shutil.rmtree(dest)
             shutil.copytree(ROOT / "tests", dest,
@@ -206,8 +207,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"{s['survived']:3}  equivalent {s['equivalent']:3}  score {s['score']}  "
               f"{s['wall_s']:.0f} s", flush=True)
     result = summarise(runs, time.perf_counter() - t0)
-    if set(args.modules) != set(CORE) and args.out.is_file():  # a partial run: merge
-        previous = json.loads(args.out.read_text())
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {"modules": {}}
+    if args.rerun_survivors:  # the full run's time stays; the re-run's is added
+        for module in runs:
+            old = previous["modules"].get(module, {})
+            result["modules"][module]["rerun_wall_s"] = result["modules"][module]["wall_s"]
+            result["modules"][module]["wall_s"] = old.get("wall_s", 0.0)
+    if set(args.modules) != set(CORE):  # a partial run: merge
         for module, stats in previous.get("modules", {}).items():
             if module not in runs:
                 result["modules"][module] = stats
@@ -217,6 +223,10 @@ def main(argv: list[str] | None = None) -> dict:
             result[key] = sum(m[key] for m in result["modules"].values())
         tested = result["killed"] + result["survived"]
         result["score"] = round(result["killed"] / tested, 4) if tested else None
+        result["wall_s"] = round(sum(m["wall_s"] for m in result["modules"].values()), 1)
+    reruns = [m["rerun_wall_s"] for m in result["modules"].values() if "rerun_wall_s" in m]
+    if reruns:
+        result["rerun_wall_s"] = round(sum(reruns), 1)
         result["wall_s"] = round(sum(m["wall_s"] for m in result["modules"].values()), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
