@@ -67,6 +67,13 @@ def equivalents() -> dict[str, str]:
                                                       section, re.M)}
 
 
+def warm(tests: Path) -> None:
+    """transformers imports its models lazily: import them in the fork server, once."""
+    with open(tests / "conftest.py", "a") as f:
+        f.write("\nimport transformers.models.bert.modeling_bert  # noqa: E402,F401\n"
+                "import transformers.models.vit.modeling_vit  # noqa: E402,F401\n")
+
+
 def workdir(base: Path, module: str) -> Path:
     """A copy of emolib/ and tests/ with a mutmut config for ``module`` alone."""
     work = base / module
@@ -75,9 +82,7 @@ def workdir(base: Path, module: str) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
     for folder in ("emolib", "tests"):
         shutil.copytree(ROOT / folder, work / folder, ignore=ignore)
-    with open(work / "tests" / "conftest.py", "a") as f:  # models import lazily: warm the server
-        f.write("\nimport transformers.models.bert.modeling_bert  # noqa: E402,F401\n"
-                "import transformers.models.vit.modeling_vit  # noqa: E402,F401\n")
+    warm(work / "tests")
     spec = CORE[module]
     selection = list(spec["tests"])
     for node in spec.get("deselect", []):
@@ -132,6 +137,7 @@ def run_module(base: Path, module: str, children: int, rerun: bool = False) -> d
             shutil.rmtree(dest)
             shutil.copytree(ROOT / "tests", dest,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            warm(dest)
         (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: remap
         if not names:
             return {**results_of(work, module), "wall_s": 0.0}
