@@ -431,3 +431,32 @@ def test_the_collator_counts_what_it_drops_and_pads_like_the_cache(tokenizer):
     assert torch.equal(out["attention_mask"], mask[:, :width].long())
     assert torch.equal(out["pixel_values"], torch.stack([image, image + 1]))
     assert out["labels"].tolist() == [1, 0]
+
+
+def test_batch_iterator_defaults_serve_every_post_in_order_on_the_cpu():
+    cache = hand_cache()
+    idx = np.array([3, 1, 4, 0, 5, 9, 2])
+    it = BatchIterator(cache, idx, 3)
+    assert [b["labels"].tolist() for b in it] == [cache.labels[idx[i:i + 3]].tolist()
+                                                  for i in (0, 3, 6)]  # no shuffle, no drop
+    assert len(it) == 3 and it.device == torch.device("cpu")
+    assert all(v.device.type == "cpu" for v in next(iter(it)).values())
+    shuffled = BatchIterator(cache, idx, 3, shuffle=True)  # seed 0, epoch 0
+    assert shuffled._order().tolist() == idx[np.random.default_rng([0, 0]).permutation(7)
+                                              ].tolist()
+    first = BatchIterator(cache, idx, 3, world_size=2)  # rank 0 unless told
+    assert first._order().tolist() == idx[:6][0::2].tolist()
+
+
+def test_the_per_item_dataset_counts_each_skip(tiny_synth, tmp_path, tokenizer):
+    root = copy_of(tiny_synth, tmp_path)
+    info = load_dataset(root)
+    train = info.split("train")
+    for name in train["image"].iloc[:3]:
+        (root / "images" / name).unlink()
+    ds = EmoticonDataset(info, "train", pre_for(info, tokenizer))
+    assert [ds[i] for i in range(3)] == [None, None, None]
+    assert ds.skipped == {"missing": 3}
+    item = ds[3]
+    assert item["label"] == int(train["y"].iloc[3]) and item["text"] == train["text"].iloc[3]
+    assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.uint8
