@@ -268,8 +268,8 @@ def test_the_scale_starts_at_one_over_the_initial_temperature():
 
 
 @pytest.mark.parametrize("mode, call, message", [
-    ("image", "encode_text", r"no text branch \(mode='image'\)"),
-    ("text", "encode_image", r"no image branch \(mode='text'\)")])
+    ("image", "encode_text", r"^this model has no text branch \(mode='image'\)$"),
+    ("text", "encode_image", r"^this model has no image branch \(mode='text'\)$")])
 def test_a_missing_branch_says_so(mode, call, message):
     cfg = get_profile("smoke").model
     cfg.mode = mode
@@ -293,12 +293,25 @@ def test_one_branch_models_ignore_the_other_input(mode):
     assert model.fusion.proj[1].in_features == cfg.embed_dim  # one token of embed_dim
 
 
-def test_the_classifier_drops_out_at_the_configured_rate():
+@pytest.mark.parametrize("fusion", ["attention", "concat"])
+def test_the_head_drops_out_at_the_configured_rate(fusion):
     cfg = get_profile("smoke").model
-    cfg.dropout = 0.3
+    cfg.dropout, cfg.fusion = 0.3, fusion
     model = EmoticonModel(cfg)
     drops = [m.p for m in model.classifier if isinstance(m, torch.nn.Dropout)]
     assert drops == [0.3] and model.classifier[-1].out_features == cfg.num_classes
+    assert [m.p for m in model.fusion.modules() if isinstance(m, torch.nn.Dropout)] == [0.3]
+
+
+def test_the_classifier_normalises_then_projects():
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).eval()
+    with torch.no_grad():
+        model.classifier[0].weight.uniform_(0.5, 2)  # a LayerNorm that shows
+    x = torch.randn(3, 32) * 5 + 2
+    ln, lin = model.classifier[0], model.classifier[-1]
+    want = lin(torch.nn.functional.layer_norm(x, (32,), ln.weight, ln.bias))
+    assert torch.allclose(model.classifier(x), want, atol=1e-6)
 
 
 def test_saved_config_is_readable_and_loading_never_reaches_for_the_hub(tmp_path):
@@ -313,7 +326,7 @@ def test_saved_config_is_readable_and_loading_never_reaches_for_the_hub(tmp_path
     assert set(config["backbones"]) == {"text", "image"}
     assert config["backbones"]["image"]["config"]["hidden_size"] == 32
     # a run trained from a hub checkpoint: loading rebuilds from the saved configs only
-    config["model"]["text"].update(name="no-such-org/no-such-model", pretrained=True)
+    config["model"]["text"].update(name="no-such-org/no-such-model", pretrained=True, arch={})
     config["model"]["image"].update(name="/no/such/folder", pretrained=True, arch={})
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     loaded = EmoticonModel.load(tmp_path / "m", device="cpu").eval()
