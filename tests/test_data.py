@@ -362,19 +362,41 @@ def test_a_row_with_several_faults_is_counted_once_under_the_strongest_reason(ti
     root = copy_of(tiny_synth, tmp_path)
     meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
     label = meta.at[2, "label"]
-    edit_rows(root, text={0: "", 1: f"{label}", 2: "fine text", 3: f"ok {label}"},
-              image={0: "../x.png", 1: "../y.png"})
+    edit_rows(root, text={0: "", 1: f"{label}", 2: "fine text", 3: f"ok {label}",
+                          4: f"{label} yes"},
+              image={0: "../x.png", 1: "../y.png", 5: "../5.png", 6: "/abs.png"})
     with caplog.at_level("WARNING", logger="emolib.data"):
         info = load_dataset(root)
-    assert info.skipped == {"outside-dataset": 2}  # outside wins over empty text
-    assert info.label_emoji_rows == 1  # row 3: kept, its label emoji removed
-    assert len(info.frame) == len(meta) - 2 and info.frame.index.tolist() == \
-        list(range(len(meta) - 2))
+    assert info.skipped == {"outside-dataset": 4}  # outside wins over empty text
+    assert info.label_emoji_rows == 2  # rows 3 and 4: kept, their label emoji removed
+    assert list(info.frame.columns) == ["id", "text", "image", "label", "split", "y"]
+    assert len(info.frame) == len(meta) - 4 and info.frame.index.tolist() == \
+        list(range(len(meta) - 4))
     assert info.frame.at[0, "id"] == meta.at[2, "id"]
     assert info.num_classes == len(info.labels) == 8
     assert len(info.split("val")) == int((info.frame["split"] == "val").sum()) > 0
-    assert "left out 2 row(s) (outside-dataset), e.g. " + str([meta.at[0, "id"],
-                                                                meta.at[1, "id"]]) in caplog.text
+    examples = [meta.at[i, "id"] for i in (0, 1, 5)]  # the first three
+    assert f"{root}: left out 4 row(s) (outside-dataset), e.g. {examples}" in caplog.text
+
+
+def test_two_classes_are_enough_and_one_is_refused_by_name(tiny_synth, tmp_path):
+    root = copy_of(tiny_synth, tmp_path)
+    labels = json.loads((root / "labels.json").read_text())
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    meta["label"] = [labels[i % 2]["emoji"] for i in range(len(meta))]
+    meta.to_csv(root / "metadata.csv", index=False)
+    (root / "labels.json").write_text(json.dumps(labels[:2], ensure_ascii=False))
+    assert load_dataset(root).num_classes == 2
+    (root / "labels.json").write_text(json.dumps(labels[:1], ensure_ascii=False))
+    with pytest.raises(DataError) as err:
+        load_dataset(root)
+    assert str(err.value) == f"{root / 'labels.json'} lists 1 class; a classifier needs at " \
+        "least 2"
+    with pytest.raises(DataError) as err:
+        load_dataset(tmp_path / "nope")
+    assert str(err.value) == (f"dataset folder {tmp_path / 'nope'} does not exist; create one "
+                              "with `./data_download.sh synthetic` or `python -m emolib data "
+                              "synth`")
 
 
 def test_the_image_cache_is_decoded_once_and_keyed_by_size_and_rows(tiny_synth, tmp_path,
@@ -404,6 +426,22 @@ def test_the_image_cache_is_decoded_once_and_keyed_by_size_and_rows(tiny_synth, 
     fewer = D.DatasetInfo(info.root, info.labels, info.frame.iloc[:40].reset_index(drop=True))
     build_cache(fewer, pre, progress=False)  # other rows: another cache, not a stale one
     assert len(list((root / "cache").glob("images_24_*.npy"))) == 2
+
+
+def test_skips_read_back_from_disk_keep_ids_that_look_missing(tiny_synth, tmp_path, tokenizer,
+                                                              capsys):
+    """An id such as "NA" names its skipped image on the second load too."""
+    root = copy_of(tiny_synth, tmp_path)
+    meta = edit_rows(root, id={0: "NA", 1: "null"})
+    for i in (0, 1):
+        (root / "images" / meta.at[i, "image"]).write_bytes(b"junk")
+    info = load_dataset(root)
+    pre = pre_for(info, tokenizer, 24)
+    first = build_cache(info, pre, progress=True)
+    assert "decode images @24px" in capsys.readouterr().err
+    again = build_cache(info, pre, progress=False)
+    assert "NA" not in again.ids.tolist() and "null" not in again.ids.tolist()
+    assert len(again) == len(first) == len(info.frame) - 2
 
 
 def test_a_dataset_without_a_usable_image_is_refused(tiny_synth, tmp_path, tokenizer):
