@@ -88,6 +88,9 @@ def test_activation_estimate_is_the_documented_count():
     cfg = get_profile("smoke").model
     cfg.mode = "text"
     assert activation_bytes_per_sample(EmoticonModel(cfg), "bf16") == text * 46
+    cfg = get_profile("smoke").model
+    cfg.image_size = 36  # not a multiple of the patch: ViT's grid is 4 x 4 patches
+    assert activation_bytes_per_sample(EmoticonModel(cfg), "bf16") == (text + image) * 46
 
 
 def test_gpu_budget_is_free_memory_within_the_cap(monkeypatch):
@@ -116,6 +119,7 @@ def test_micro_batch_fits_the_budget():
     (16, 100, 10, 1000, 4),    # 850 - 18 x 10 = 670: 6 fit, so 4
     (6, 100, 0, 1000, 6),      # the whole batch fits: 6, not a power of two
     (8, 100, 0, 1000, 8),      # 8 fit exactly (the boundary)
+    (6, 100, 0, 750, 6),       # 637.5: exactly the batch of 6 fits: whole, not 4
     (16, 100, 0, 1200, 8),     # 1020: 10 fit -> 8
     (16, 100, 0, 1100, 8),     # 935: 9 fit -> 8
     (16, 100, 0, 200, 1),      # 170: 1 fits
