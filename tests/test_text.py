@@ -52,5 +52,6 @@ def test_find_strip_and_name_emoji():
     assert find_emoji("a 👍🏽 b 😂❤️ 👨‍👩‍👧") == ["👍🏽", "😂", "❤️", "👨‍👩‍👧"]
     assert find_emoji("none") == []
     assert strip_emoji(" a 👍🏽 b  😂 ") == "a b"
+    assert strip_emoji("a👍b") == "a b"  # an emoji between words leaves a space
     assert emoji_name("😂") == "face with tears of joy"
     assert emoji_name("👍🏽") == "thumbs up medium skin tone"
