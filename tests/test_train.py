@@ -363,8 +363,8 @@ def uneven_exp(uneven_synth):
 
 def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True, **overrides):
     """``fit`` of a freshly seeded smoke model; ``script``: the validation MCC per epoch."""
-    cfg = dataclasses.replace(exp.train, **{"epochs": 2, "batch_size": 16, "patience": 10,
-                                            **overrides})
+    cfg = dataclasses.replace(exp.train, **{"epochs": 2, "batch_size": 32, "patience": 10,
+                                            **overrides})  # 2 steps an epoch: fast
     if script is not None:
         values, real = iter(script), T.evaluate
 
@@ -424,7 +424,7 @@ def test_history_rows_say_what_happened_in_each_epoch(uneven_exp, tmp_path, monk
     monkeypatch.setattr(T, "train_step", recording)
     model, res = fit_once(uneven_exp, tmp_path, epochs=2)
     n_train = len(uneven_exp.cache.indices("train"))
-    per_epoch = n_train // 16  # >= 2 batches: the last, partial one is dropped
+    per_epoch = n_train // 32  # >= 2 batches: the last, partial one is dropped
     assert len(steps) == 2 * per_epoch
     h = res.history
     for e in range(2):
@@ -437,7 +437,7 @@ def test_history_rows_say_what_happened_in_each_epoch(uneven_exp, tmp_path, monk
     assert h.at[1, "lr"] == pytest.approx(0.0, abs=1e-12)
     assert h.at[1, "temperature"] == pytest.approx(model.temperature)
     assert (h["samples_per_second"] * h["epoch_seconds"]).tolist() == \
-        pytest.approx([per_epoch * 16] * 2)
+        pytest.approx([per_epoch * 32] * 2)
     assert h["peak_gpu_memory_gib"].isna().all()
     assert {c for c in h.columns if c.startswith("val_")} == \
         {"val_accuracy", "val_mcc", "val_macro_f1", "val_top3_accuracy"}
@@ -476,7 +476,7 @@ def test_fit_sets_threads_and_leaves_cpu_matmuls_exact(uneven_exp, tmp_path):
 
 
 def test_progress_lines(uneven_exp, tmp_path, capsys):
-    cfg = dataclasses.replace(uneven_exp.train, epochs=1, batch_size=16)
+    cfg = dataclasses.replace(uneven_exp.train, epochs=1, batch_size=32)
     T.set_seed(0)
     fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path, progress=True)
     cfg2 = dataclasses.replace(cfg, epochs=2)
@@ -484,7 +484,7 @@ def test_progress_lines(uneven_exp, tmp_path, capsys):
               progress=True)
     out = capsys.readouterr().out
     row = res.history.iloc[0]
-    assert out.count("precision fp32, batch 16 in micro-batches of 16 on cpu\n") == 2
+    assert out.count("precision fp32, batch 32 in micro-batches of 32 on cpu\n") == 2
     assert (f"epoch 1: loss {row['train_loss']:.3f}  val acc {row['val_accuracy']:.3f}  "
             f"val MCC {row['val_mcc']:.3f}  (best)\n") in out
     assert f"resumed from {tmp_path / 'checkpoint.pt'} after epoch 1\n" in out
