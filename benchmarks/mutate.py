@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rerun_survivors:  # the full run's time stays; the re-run's is added
         for module in runs:
             old = previous["modules"].get(module, {})
-            result["modules"][module]["rerun_wall_s"] = result["modules"][module]["wall_s"]
+            result["modules"][module]["rerun_wall_s"] = round(  # every re-run, added up
+                old.get("rerun_wall_s", 0.0) + result["modules"][module]["wall_s"], 1)
             result["modules"][module]["wall_s"] = old.get("wall_s", 0.0)
     if set(args.modules) != set(CORE):  # a partial run: merge
         for module, stats in previous.get("modules", {}).items():
