@@ -706,3 +706,21 @@ def test_evaluate_reports_the_split_and_its_size(tiny_synth):
     big = evaluate(model, exp.cache, "val")
     assert {k: big[k] for k in ("accuracy", "mcc")} == {k: res[k] for k in ("accuracy", "mcc")}
     assert evaluate(model, exp.cache)["split"] == "test"
+
+
+def test_micro_batches_under_bf16_autocast_match_one_pass():
+    """Both passes of GradCache run under the run's autocast: the gradient is that of one
+    bf16 pass over the batch, to bf16 rounding."""
+    model = tiny_model(dropout=0.0).float().train()
+    batch = tiny_batch()
+    with autocast(torch.device("cpu"), "bf16"):
+        out = model(**batch)
+    T.compute_loss(out, batch["labels"], 0.5)[0].backward()
+    want = grads(model)
+    model.zero_grad(set_to_none=True)
+    micro_batched_backward(model, batch, 3, 0.5, "bf16", grad_scaler(torch.device("cpu"),
+                                                                      "bf16"))
+    got = grads(model)
+    assert got.keys() == want.keys()
+    for name, g in want.items():
+        torch.testing.assert_close(got[name], g, rtol=0.1, atol=2e-3, msg=name)
