@@ -478,7 +478,7 @@ def test_fit_sets_threads_and_leaves_cpu_matmuls_exact(uneven_exp, tmp_path):
 def test_progress_lines(uneven_exp, tmp_path, capsys):
     cfg = dataclasses.replace(uneven_exp.train, epochs=1, batch_size=32)
     T.set_seed(0)
-    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path, progress=True)
+    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path)  # on by default
     cfg2 = dataclasses.replace(cfg, epochs=2)
     res = fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg2, tmp_path,
               progress=True)
@@ -724,3 +724,25 @@ def test_micro_batches_under_bf16_autocast_match_one_pass():
     assert got.keys() == want.keys()
     for name, g in want.items():
         torch.testing.assert_close(got[name], g, rtol=0.1, atol=2e-3, msg=name)
+
+
+def test_plan_fits_the_micro_batch_to_the_gpu_budget(monkeypatch):
+    """On a GPU the micro-batch follows the free memory (asked of the run's device)."""
+    from emolib.hardware import activation_bytes_per_sample, choose_micro_batch
+
+    model = EmoticonModel(get_profile("smoke").model)
+    params = sum(p.numel() for p in model.parameters())
+    budget = int((18 * params + 10 * activation_bytes_per_sample(model, "bf16")) / 0.85)
+    asked = []
+    monkeypatch.setattr(T, "gpu_budget", lambda device: asked.append(device) or budget)
+    cuda = torch.device("cuda", 1)
+    cfg = TrainConfig(batch_size=64, precision="bf16")
+    want = choose_micro_batch(64, activation_bytes_per_sample(model, "bf16"), params, budget)
+    assert want == 8  # the budget binds: 10 fit, a power of two
+    assert T.plan(model, cfg, cuda) == ("bf16", want) and asked == [cuda]
+    fp32 = choose_micro_batch(64, activation_bytes_per_sample(model, "fp32"), params, budget)
+    assert fp32 < want and T.plan(model, dataclasses.replace(cfg, precision="fp32"),
+                                  cuda) == ("fp32", fp32)
+    assert T.plan(model, dataclasses.replace(cfg, micro_batch=100), cuda) == ("bf16", 64)
+    assert T.plan(model, cfg, torch.device("cpu")) == ("bf16", 64)  # the CPU: whole batch
+    assert len(asked) == 2
