@@ -746,3 +746,12 @@ def test_plan_fits_the_micro_batch_to_the_gpu_budget(monkeypatch):
     assert T.plan(model, dataclasses.replace(cfg, micro_batch=100), cuda) == ("bf16", 64)
     assert T.plan(model, cfg, torch.device("cpu")) == ("bf16", 64)  # the CPU: whole batch
     assert len(asked) == 2
+
+
+def test_a_one_branch_model_trains_with_lambda_zero(uneven_exp, tmp_path):
+    exp = dataclasses.replace(uneven_exp, model=dataclasses.replace(uneven_exp.model,
+                                                                     mode="text"))
+    _, res = fit_once(exp, tmp_path, epochs=1, contrastive_weight=0.0)
+    assert res.history.at[0, "temperature"] is None or np.isnan(res.history.at[0,
+                                                                                "temperature"])
+    assert res.history.at[0, "train_contrastive"] == 0.0
