@@ -183,8 +183,9 @@ def summarise(runs: dict[str, dict], wall: float) -> dict:
                                          "diff": res["diffs"].get(name, "")})
             # "skipped" / "not checked" count nowhere: none are expected
         tested = counts["killed"] + counts["survived"]
+        unchecked = sum(1 for st in res["status"].values() if st == "not checked")
         out["modules"][module] = {**counts, "mutants": len(res["status"]),
-                                  "of_which_timeouts": timeouts,
+                                  "of_which_timeouts": timeouts, "not_checked": unchecked,
                                   "score": round(counts["killed"] / tested, 4) if tested
                                   else None, "wall_s": round(res["wall_s"], 1),
                                   "tests": CORE[module]["tests"]}
@@ -262,8 +263,10 @@ def report(args: argparse.Namespace) -> dict:
             for m in args.modules}
     result = summarise(runs, 0.0)
     for m in args.modules:
-        if "rerun_wall_s" in previous[m]:
-            result["modules"][m]["rerun_wall_s"] = previous[m]["rerun_wall_s"]
+        for key in ("rerun_wall_s", "retested_one_by_one"):
+            if key in previous[m]:
+                result["modules"][m][key] = previous[m][key]
+    result["not_checked"] = sum(m["not_checked"] for m in result["modules"].values())
     result["wall_s"] = round(sum(previous[m]["wall_s"] for m in args.modules), 1)
     reruns = [previous[m].get("rerun_wall_s", 0.0) for m in args.modules]
     if any(reruns):
