@@ -755,3 +755,31 @@ def test_a_one_branch_model_trains_with_lambda_zero(uneven_exp, tmp_path):
     assert res.history.at[0, "temperature"] is None or np.isnan(res.history.at[0,
                                                                                 "temperature"])
     assert res.history.at[0, "train_contrastive"] == 0.0
+
+
+def test_fit_shuffles_trims_and_hides_labels_by_its_seed_and_is_quiet_when_asked(
+        uneven_exp, tmp_path, monkeypatch, capsys):
+    seen, real = [], T.train_step
+
+    def recording(model, batch, *a, **k):
+        seen.append((batch["labels"].clone(), batch["input_ids"].shape[1]))
+        return real(model, batch, *a, **k)
+
+    monkeypatch.setattr(T, "train_step", recording)
+    runs = {}
+    for seed in (0, 1):
+        seen.clear()
+        _, res = fit_once(uneven_exp, tmp_path / str(seed), epochs=2, seed=seed,
+                          label_fraction=0.5)
+        runs[seed] = ([lab for lab, _ in seen], [w for _, w in seen], res)
+    assert capsys.readouterr().out == ""  # progress=False: not a line
+    labels, widths, res = runs[0]
+    half = len(labels) // 2
+    # each epoch draws its own order from (seed, epoch); another seed, another order
+    assert not all(torch.equal(a, b) for a, b in zip(labels[:half], labels[half:], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(labels, runs[1][0], strict=True))
+    train = uneven_exp.cache.indices("train")
+    order = train[np.random.default_rng([0, 0]).permutation(len(train))]
+    hidden = hide_labels(uneven_exp.cache, 0.5, seed=0).labels
+    assert torch.equal(torch.cat(labels[:half]), hidden[order[:len(torch.cat(labels[:half]))]])
+    assert min(widths) < uneven_exp.model.max_length  # batches trimmed to their texts
