@@ -8,7 +8,7 @@ PROFILE     ?= cpu
 NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP       := $(VENV)/.emolib-installed
 
-.PHONY: setup data notebooks book test test-fast verify lint bench clean help
+.PHONY: setup data notebooks book test test-fast verify lint bench clean help mutate
 
 help:
 	@echo "make book    set up, build EmoSynth, execute the notebooks (PROFILE=$(PROFILE)), render the book"
@@ -70,6 +70,14 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/train_throughput.py
+
+# Mutation testing of the taught core (mutmut), each module against its own fast tests;
+# not part of `make test`. Writes benchmarks/results/mutation.json; survivors are killed by a
+# test or explained in benchmarks/MUTATION.md. MODULES=losses,metrics runs some of them.
+mutate: setup
+	$(PY) benchmarks/mutate.py $(subst $(comma), ,$(MODULES))
+
+comma := ,
 
 clean:
 	rm -rf book/_build book/notebooks .pytest_cache

@@ -99,10 +99,10 @@ def build_backbone(cfg: EncoderConfig) -> tuple[PreTrainedModel, str]:
 
 
 def _layers(model: PreTrainedModel) -> nn.ModuleList | None:
-    encoder = getattr(model, "encoder", None)
-    for name in ("layer", "layers"):
-        if encoder is not None and isinstance(getattr(encoder, name, None), nn.ModuleList):
-            return getattr(encoder, name)
+    for owner in (getattr(model, "encoder", None), model):  # transformers 5's ViT: .layers
+        for name in ("layer", "layers"):
+            if owner is not None and isinstance(getattr(owner, name, None), nn.ModuleList):
+                return getattr(owner, name)
     return None
 
 

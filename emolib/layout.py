@@ -12,6 +12,7 @@ Validation errors name the offending row and say how to fix it. This module only
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import warnings
@@ -83,6 +84,14 @@ def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         raise DataError(f"{path} is not UTF-8 (byte {err.start}: {err.reason}); re-save it "
                         "as UTF-8") from err
+    try:  # pandas' python engine silently drops a row that csv rejects: find it first
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, strict=True)
+            for _ in reader:
+                pass
+    except csv.Error as err:
+        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
+                        'quoted, its quotes doubled: "say ""hi""")') from err
     short = frame.isna().any(axis=1)
     if short.any():
         row = int(short.idxmax())

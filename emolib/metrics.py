@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -41,9 +42,9 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, k: int = 3
                          f"got {scores.shape}")
     num_classes = scores.shape[1]
     out = label_metrics(y_true, scores.argmax(1), num_classes)
-    if k < num_classes:
+    if k < num_classes:  # two classes: scikit-learn wants P(class 1), thresholded at 0.5
         out[f"top{k}_accuracy"] = float(top_k_accuracy_score(
-            y_true, scores if num_classes > 2 else scores[:, 1], k=k,
+            y_true, scores if num_classes > 2 else expit(scores[:, 1] - scores[:, 0]), k=k,
             labels=np.arange(num_classes)))
     return out
 

@@ -164,8 +164,18 @@ def test_torchrun_entry_point_trains_on_two_cpu_processes(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(out.glob("*.pt"))) == 1 and (out / "checkpoint.pt").is_file()
-    assert len(json.loads((out / "metrics.json").read_text())) == 1
-    assert json.loads((out / "test_metrics.json").read_text())["n"] > 0
+    assert [row["epoch"] for row in json.loads((out / "metrics.json").read_text())] == [1]
+    run = json.loads((out / "run.json").read_text())
+    assert (run["world_size"], run["device"], run["precision"]) == (2, "cpu", "fp32")
+    # rank 0's report is the best model's metrics on the whole test split
+    from emolib.model import EmoticonModel
+    from emolib.run import experiment
+    from emolib.train import evaluate
+
+    exp = experiment("smoke", data, progress=False)
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert test["n"] == len(exp.cache.indices("test"))
+    assert test == pytest.approx(evaluate(EmoticonModel.load(out / "best"), exp.cache, "test"))
     # both ranks built or read the image cache without racing each other
     assert len(list((data / "cache").glob("images_*.npy"))) == 1
     assert not list((data / "cache").glob("tmp_*"))

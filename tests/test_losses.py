@@ -12,7 +12,10 @@ from emolib.losses import (
     clamp_logit_scale_,
     classification_loss,
     clip_loss,
+    compute_loss,
     contrastive_loss,
+    gather_with_grad,
+    infonce_floor,
 )
 
 
@@ -147,3 +150,128 @@ def test_two_gloo_processes_equal_one_process_on_the_full_batch():
         assert torch.allclose(r["t_grad"], ref_t.grad[sl], atol=1e-5)
         assert torch.allclose(r["v_grad"], ref_v.grad[sl], atol=1e-5)
         assert torch.allclose(r["scale_grad"], ref.grad, atol=1e-5)
+
+
+# ---------------------------------------------------------------- compute_loss, the floor
+class Out:
+    """A model output: logits, unit embeddings and the scale (or none, one branch)."""
+
+    def __init__(self, n=6, k=4, d=8, scale=10.0, two_branch=True, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.logits = torch.randn(n, k, generator=g, dtype=torch.float64, requires_grad=True)
+        self.text_embed = unit(n, d, seed + 1).requires_grad_() if two_branch else None
+        self.image_embed = unit(n, d, seed + 2).requires_grad_() if two_branch else None
+        self.logit_scale = torch.tensor(scale, dtype=torch.float64, requires_grad=True) \
+            if two_branch else None
+
+
+LABELS = torch.tensor([0, 1, 2, 3, -100, 1])
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 2.0])
+def test_compute_loss_is_ce_plus_lambda_infonce(weight):
+    out = Out()
+    loss, parts = compute_loss(out, LABELS, weight)
+    ce = F.cross_entropy(out.logits, LABELS, ignore_index=-100)
+    nce = clip_loss(out.text_embed, out.image_embed, out.logit_scale)
+    assert set(parts) == {"ce", "contrastive"}
+    assert parts["ce"].item() == pytest.approx(ce.item(), rel=1e-12)
+    assert parts["contrastive"].item() == pytest.approx(nce.item(), rel=1e-12)
+    assert loss.item() == pytest.approx(ce.item() + weight * nce.item(), rel=1e-12)
+    assert not parts["ce"].requires_grad and not parts["contrastive"].requires_grad
+    loss.backward()
+    # lambda = 0: InfoNCE is reported but trains nothing; lambda > 0: it reaches the scale
+    assert (out.logit_scale.grad is not None) == bool(weight)
+    if weight:
+        assert out.logit_scale.grad.abs() > 0 and out.text_embed.grad.abs().sum() > 0
+    else:
+        assert out.text_embed.grad is None
+
+
+def test_compute_loss_of_a_one_branch_model_is_the_ce():
+    out = Out(two_branch=False)
+    loss, parts = compute_loss(out, LABELS, 0.5)
+    assert set(parts) == {"ce"}
+    assert loss.item() == pytest.approx(
+        F.cross_entropy(out.logits, LABELS, ignore_index=-100).item(), rel=1e-12)
+
+
+def test_compute_loss_gradient_to_the_embeddings_scales_with_lambda():
+    grads = []
+    for weight in (1.0, 3.0):
+        out = Out()
+        compute_loss(out, LABELS, weight)[0].backward()
+        grads.append(out.text_embed.grad)
+    torch.testing.assert_close(grads[1], 3 * grads[0])
+
+
+def test_classification_loss_counts_and_precision():
+    logits = torch.randn(4, 3, dtype=torch.bfloat16)
+    labels = torch.tensor([0, 1, 2, 1])
+    got = classification_loss(logits, labels)
+    assert got.dtype == torch.float32  # 16-bit logits are widened before the CE
+    want = F.cross_entropy(logits.float(), labels, reduction="sum") / 4
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert classification_loss(logits.float(), labels, count=8).item() == \
+        pytest.approx(want.item() / 2, rel=1e-6)
+    assert classification_loss(logits.float(), labels, count=torch.tensor(0)).item() == \
+        pytest.approx(want.item() * 4, rel=1e-6)  # a count of 0 divides by 1
+
+
+def test_contrastive_loss_in_one_process_is_clip_loss():
+    t, v = unit(5, 4, 7), unit(5, 4, 8)
+    s = torch.tensor(3.0, dtype=torch.float64)
+    assert contrastive_loss(t, v, s).item() == clip_loss(t, v, s).item()
+    assert gather_with_grad(t) is t
+
+
+def test_gather_with_grad_concatenates_the_ranks_in_order(monkeypatch):
+    """Under a world of 2 (collectives stubbed): this rank's rows, then the other's, and the
+    gradient flows back to this rank's rows."""
+    import torch.distributed as dist
+    import torch.distributed.nn.functional as dnn
+
+    other = torch.full((2, 3), 5.0)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dnn, "all_gather", lambda x: (x, other))
+    x = torch.ones(2, 3, requires_grad=True)
+    got = gather_with_grad(x)
+    assert torch.equal(got, torch.cat([torch.ones(2, 3), other]))
+    (got * torch.arange(4.0).view(4, 1)).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([[0.0] * 3, [1.0] * 3]))
+    monkeypatch.setattr(dist, "get_world_size", lambda: 1)
+    assert gather_with_grad(x) is x
+
+
+@pytest.mark.parametrize("batch, compatible", [(2, 0.5), (3, 0.25), (8, 0.5), (16, 0.1),
+                                               (64, 0.5), (5, 0.9)])
+def test_infonce_floor_is_the_binomial_expectation(batch, compatible):
+    from scipy.stats import binom
+
+    n = batch - 1
+    want = sum(binom.pmf(b, n, compatible) * math.log1p(b) for b in range(n + 1))
+    assert infonce_floor(batch, compatible) == pytest.approx(want, rel=1e-10)
+
+
+def test_infonce_floor_by_hand_and_its_limits():
+    assert infonce_floor(3, 0.25) == pytest.approx(0.375 * math.log(2) + 0.0625 * math.log(3))
+    assert infonce_floor(64, 1.0) == pytest.approx(math.log(64))
+    assert infonce_floor(64, 0.0) == 0.0
+    assert infonce_floor(1, 0.3) == 0.0  # no negatives
+    for batch, compatible, message in [(0, 0.5, "batch_size must be at least 1; got 0"),
+                                       (4, -0.1, r"compatible must be in \[0, 1\]; got -0.1"),
+                                       (4, 1.5, r"compatible must be in \[0, 1\]; got 1.5")]:
+        with pytest.raises(ValueError, match=message):
+            infonce_floor(batch, compatible)
+
+
+def test_16_bit_embeddings_are_widened_before_the_similarities():
+    """Embeddings made under autocast arrive in bf16: the loss is that of their float32
+    values, in float32 (a bf16 matmul at s = 100 would move the logits by ~0.1)."""
+    t, v = unit(32, 16, 3).bfloat16(), unit(32, 16, 4).bfloat16()
+    scale = torch.tensor(100.0)
+    got = clip_loss(t, v, scale)
+    assert got.dtype == torch.float32
+    want = clip_loss(t.double(), v.double(), scale.double())
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)

@@ -62,3 +62,48 @@ def test_macro_f1_is_macro_not_weighted():
     f1_0, f1_1, f1_2 = 2 * 8 / (2 * 8 + 1), 0.0, 1.0
     assert m["macro_f1"] == pytest.approx((f1_0 + f1_1 + f1_2) / 3)
     assert m["macro_f1"] != pytest.approx((8 * f1_0 + f1_1 + f1_2) / 10)
+
+
+def test_macro_f1_counts_a_class_missing_from_the_split_as_zero_and_stays_quiet():
+    """A small validation split may lack a class: macro-F1 is over all classes (the
+    absent one scores 0, documented), and no warning is printed every epoch."""
+    import warnings
+
+    y = np.array([0, 0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = label_metrics(y, y, 3)
+        rep = per_class_report(y, np.array([0, 0, 0, 1]), ["a", "b", "c"])
+    assert m["macro_f1"] == pytest.approx(2 / 3) and m["accuracy"] == 1.0
+    assert m["mcc"] == pytest.approx(1.0)
+    assert list(rep)[:3] == ["a", "b", "c"]  # every class named, even the absent one
+    assert rep["c"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0.0}
+    assert rep["b"]["recall"] == 0.5 and rep["b"]["precision"] == 1.0
+
+
+def test_top_k_with_a_class_missing_from_the_split():
+    y = np.array([0, 0, 1, 1])  # class 2 never appears
+    scores = np.array([[0.1, 0.5, 0.4], [0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    m = classification_metrics(y, scores, k=2)
+    # top-2 of each row: {1,2} miss, {0,1} hit, {0,1} hit, {2,1} hit
+    assert m["top2_accuracy"] == pytest.approx(3 / 4)
+    assert m["accuracy"] == pytest.approx(1 / 4)
+
+
+def test_top_k_only_below_the_class_count_and_top1_is_accuracy():
+    y, scores = np.array([0, 1, 2, 1]), np.eye(3)[[0, 2, 2, 1]] + 0.1
+    assert "top3_accuracy" not in classification_metrics(y, scores, k=3)  # always 1
+    m = classification_metrics(y, scores, k=1)
+    assert m["top1_accuracy"] == m["accuracy"] == pytest.approx(3 / 4)
+    binary = classification_metrics(np.array([0, 1, 1, 1]), np.array(
+        [[2.0, 1.0], [0.0, 1.0], [3.0, 0.0], [-3.0, -1.0]]), k=1)  # logits of any sign
+    assert binary["top1_accuracy"] == binary["accuracy"] == pytest.approx(3 / 4)
+
+
+def test_mismatched_labels_are_refused_with_the_shapes():
+    with pytest.raises(ValueError, match=r"must be \(N,\) each; got \(3,\) and \(2,\)"):
+        label_metrics(np.array([0, 1, 1]), np.array([0, 1]), 2)
+    with pytest.raises(ValueError, match=r"must be \(N,\) each; got \(2, 1\) and \(2, 1\)"):
+        label_metrics(np.zeros((2, 1), int), np.zeros((2, 1), int), 2)
+    with pytest.raises(ValueError, match=r"scores must be \(N, C\) with N = 3"):
+        classification_metrics(np.array([0, 1, 1]), np.zeros((2, 3)))

@@ -435,6 +435,9 @@ MALFORMED = {  # name: (file, bytes, what the one line must say)
     "header-only": ("t.csv", b"id,text,image,label\n", r"t.csv has a header but no rows"),
     "extra-field": ("t.csv", b"id,text,image,label\nx1,hi,a.jpg,a\nx2,yo,b.jpg,a,oops\n",
                     r"t.csv row 3: 5 fields, the header has 4; quote a field that holds ','"),
+    "stray-quote": ("t.csv", b'id,text,image,label\nx1,hi,a.jpg,a\nx2,"so" funny,b.jpg,a\n',
+                    r"t.csv line 3: ',' expected after '\"' \(a field with quotes must be "
+                    r"quoted"),  # lenient csv merged the quote into the field
     "short-row": ("t.csv", b"id,text,image,label\nx1,hi,a.jpg,a\nx2,yo\n",
                   r"t.csv row 3: 2 fields, the header has 4; .* fill in the missing ones"),
     "invalid-utf8": ("t.csv", b"id,text,image,label\nx1,caf\xe9,a.jpg,a\n",
@@ -495,7 +498,16 @@ def test_one_epoch_smoke_training_on_converted_bad_data(bad, tmp_path):
          "--out", str(tmp_path / "run"), "--epochs", "1"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert any((tmp_path / "run").iterdir())
+    # what the converter kept is what the run trained and tested on
+    meta = read_metadata(data / "metadata.csv", read_labels(data / "labels.json"))
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["data"] == str(data) and run["profile"] == "smoke"
+    assert [lab["emoji"] for lab in run["labels"]] == \
+        [lab.emoji for lab in read_labels(data / "labels.json")]
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+    test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert test["split"] == "test" and test["n"] == int((meta["split"] == "test").sum())
+    assert f"test ({test['n']} posts): accuracy {test['accuracy']:.4f}" in proc.stdout
 
 
 # ------------------------------------------------------------------ docs stay in sync

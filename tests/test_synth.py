@@ -93,3 +93,15 @@ def test_texts_read_like_tweets_and_carry_only_their_cue():
     for t in texts:
         assert any(cue in t.lower() for cue in TEXT_CUES[0])
         assert not any(cue in t.lower() for g in TEXT_CUES[1:] for cue in g if len(cue) > 5)
+
+
+@pytest.mark.parametrize("splits", [(0.8, 0.1, 0.1), (0.6, 0.15, 0.25), (0.5, 0.35, 0.15),
+                                    (0.7, 0.0, 0.3)])
+def test_split_sizes_follow_asymmetric_fractions(splits):
+    lat = sample_latents(SynthConfig(size=200, splits=splits, seed=2))
+    counts = lat["split"].value_counts().to_dict()
+    want = {"train": round(200 * splits[0]), "val": round(200 * splits[1])}
+    want["test"] = 200 - want["train"] - want["val"]
+    assert {k: counts.get(k, 0) for k in want} == want
+    first = lat["split"].iloc[:100]  # shuffled, not in blocks
+    assert first.nunique() == sum(1 for v in want.values() if v)

@@ -1,6 +1,7 @@
 """The training loop: selection on validation, early stopping, exact resume, schedule,
 micro-batches, precision and hidden labels."""
 
+import dataclasses
 import json
 import math
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 import emolib.train as T
 from emolib.config import TrainConfig, get_profile
-from emolib.hardware import autocast, choose_micro_batch, choose_precision, grad_scaler
+from emolib.hardware import autocast, grad_scaler
 from emolib.losses import IGNORE, clip_loss
 from emolib.model import EmoticonModel
 from emolib.run import experiment, train
@@ -223,31 +224,7 @@ def test_profiles(monkeypatch):
         get_profile("tpu")
 
 
-# ---------------------------------------------------------------- precision and memory
-@pytest.mark.parametrize("capability, want", [((7, 5), "fp16"), ((8, 0), "bf16"),
-                                              ((8, 9), "bf16"), ((9, 0), "bf16")])
-def test_precision_follows_the_chip(capability, want):
-    assert choose_precision(torch.device("cuda"), "auto", capability) == want
-    assert choose_precision(torch.device("cuda"), "fp32", capability) == "fp32"
-
-
-def test_precision_on_the_cpu_and_bad_requests():
-    assert choose_precision(torch.device("cpu")) == "fp32"
-    assert choose_precision(torch.device("cpu"), "bf16") == "bf16"
-    with pytest.raises(ValueError, match="precision must be"):
-        choose_precision(torch.device("cpu"), "fp8")
-
-
-def test_micro_batch_fits_the_budget():
-    gib = 2**30
-    per_sample, params = 105 * 2**20, 196_000_000
-    assert choose_micro_batch(128, per_sample, params, None) == 128  # CPU: whole batch
-    assert choose_micro_batch(128, per_sample, params, 139 * gib) == 128  # an H200
-    t4 = choose_micro_batch(128, per_sample, params, 15 * gib)
-    assert t4 == 64 and t4 * per_sample + 18 * params < 0.85 * 15 * gib
-    assert choose_micro_batch(128, per_sample, params, 4 * gib) == 1  # never 0
-
-
+# ---------------------------------------------------------------- micro-batches and precision
 def tiny_model(dropout: float = 0.1) -> EmoticonModel:
     cfg = get_profile("smoke").model
     cfg.dropout = dropout
@@ -360,7 +337,14 @@ def test_a_run_with_hidden_labels_trains_and_reports(tiny_synth, tmp_path):
     res = run(tiny_synth, tmp_path / "semi", epochs=2, label_fraction=0.1)
     assert np.isfinite(res.history["train_loss"]).all()
     assert (res.history["train_contrastive"] > 0).all()
-    assert res.test_metrics["n"] > 0
+    saved = json.loads((tmp_path / "semi" / "run.json").read_text())
+    assert saved["train"]["label_fraction"] == 0.1
+    # hidden training labels never reach evaluation: the test split keeps every label
+    cache = res.experiment.cache
+    assert (cache.labels != IGNORE).all()
+    best = EmoticonModel.load(tmp_path / "semi" / "best")
+    assert res.test_metrics == evaluate(best, cache, "test")
+    assert res.test_metrics["n"] == len(cache.indices("test"))
 
 
 def test_fit_plans_micro_batches_from_the_config(tiny_synth, tmp_path):
@@ -369,3 +353,433 @@ def test_fit_plans_micro_batches_from_the_config(tiny_synth, tmp_path):
     model = EmoticonModel(exp.model)
     res = fit(model, exp.cache, exp.train, tmp_path / "m", progress=False)
     assert (res.precision, res.micro_batch) == ("fp32", 4)
+
+
+# ---------------------------------------------------------------- fit, directly and fast
+@pytest.fixture(scope="module")
+def uneven_exp(uneven_synth):
+    return experiment("smoke", uneven_synth, progress=False)
+
+
+def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True, **overrides):
+    """``fit`` of a freshly seeded smoke model; ``script``: the validation MCC per epoch."""
+    cfg = dataclasses.replace(exp.train, **{"epochs": 2, "batch_size": 32, "patience": 10,
+                                            **overrides})  # 2 steps an epoch: fast
+    if script is not None:
+        values, real = iter(script), T.evaluate
+
+        def scripted(model, cache, split, *a):
+            res = real(model, cache, split, *a)
+            res["mcc"] = next(values)
+            return res
+
+        monkeypatch.setattr(T, "evaluate", scripted)
+    T.set_seed(0)
+    model = model or EmoticonModel(exp.model)
+    return model, fit(model, exp.cache, cfg, out, progress=False, resume=resume)
+
+
+def test_ties_do_not_move_the_best_epoch_and_patience_counts_from_it(uneven_exp, tmp_path,
+                                                                     monkeypatch):
+    _, res = fit_once(uneven_exp, tmp_path, [0.5, 0.6, 0.6, 0.6, 0.9], monkeypatch,
+                      epochs=5, patience=2)
+    assert (res.best_epoch, res.best_val_mcc, res.stopped_early) == (2, 0.6, True)
+    assert len(res.history) == 4
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["epoch"] == 2
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (state["epoch"], state["best_epoch"], state["bad_epochs"]) == (4, 2, 2)
+    assert state["best_mcc"] == 0.6
+
+
+def test_patience_one_stops_after_the_first_bad_epoch(uneven_exp, tmp_path, monkeypatch):
+    _, res = fit_once(uneven_exp, tmp_path, [0.3, 0.2, 0.9], monkeypatch, epochs=3,
+                      patience=1)
+    assert len(res.history) == 2 and res.best_epoch == 1 and res.stopped_early
+
+
+def test_a_stopped_run_resumes_to_nothing_and_a_fresh_start_ignores_the_checkpoint(
+        uneven_exp, tmp_path, monkeypatch):
+    _, first = fit_once(uneven_exp, tmp_path, [0.5, 0.4, 0.3], monkeypatch, epochs=6,
+                        patience=2)
+    assert len(first.history) == 3 and first.stopped_early
+    monkeypatch.setattr(T, "text_features", lambda *a, **k: pytest.fail("nothing to train"))
+    _, again = fit_once(uneven_exp, tmp_path, [], monkeypatch, epochs=6, patience=2)
+    assert again.stopped_early and again.best_epoch == 1 and len(again.history) == 3
+    pd.testing.assert_frame_equal(again.history, first.history)
+    monkeypatch.undo()
+    model, fresh = fit_once(uneven_exp, tmp_path, None, None, epochs=1, resume=False)
+    assert len(fresh.history) == 1 and not fresh.stopped_early
+
+
+def test_history_rows_say_what_happened_in_each_epoch(uneven_exp, tmp_path, monkeypatch):
+    """train_* are the means of the steps' losses; lr is the schedule's after the epoch
+    (0 at the very end: the schedule spans exactly the steps taken); timings agree."""
+    steps, real = [], T.train_step
+
+    def recording(*a, **k):
+        out = real(*a, **k)
+        steps.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(T, "train_step", recording)
+    model, res = fit_once(uneven_exp, tmp_path, epochs=2)
+    n_train = len(uneven_exp.cache.indices("train"))
+    per_epoch = n_train // 32  # >= 2 batches: the last, partial one is dropped
+    assert len(steps) == 2 * per_epoch
+    h = res.history
+    for e in range(2):
+        mean = torch.stack(steps[e * per_epoch:(e + 1) * per_epoch]).mean(0).tolist()
+        assert [h.at[e, c] for c in ("train_loss", "train_ce", "train_contrastive")] == \
+            pytest.approx(mean, rel=1e-5)
+    assert h["epoch"].tolist() == [1, 2]
+    f = warmup_cosine(2 * per_epoch, uneven_exp.train.warmup_ratio)
+    assert h.at[0, "lr"] == pytest.approx(uneven_exp.train.lr * f(per_epoch))
+    assert h.at[1, "lr"] == pytest.approx(0.0, abs=1e-12)
+    assert h.at[1, "temperature"] == pytest.approx(model.temperature)
+    assert (h["samples_per_second"] * h["epoch_seconds"]).tolist() == \
+        pytest.approx([per_epoch * 32] * 2)
+    assert h["peak_gpu_memory_gib"].isna().all()
+    assert {c for c in h.columns if c.startswith("val_")} == \
+        {"val_accuracy", "val_mcc", "val_macro_f1", "val_top3_accuracy"}
+    on_disk = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(on_disk.drop(columns="peak_gpu_memory_gib"),
+                                  h.drop(columns="peak_gpu_memory_gib"), check_dtype=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())[1]["epoch"] == 2
+
+
+def test_a_small_training_set_keeps_its_last_partial_batch(uneven_exp, tmp_path, monkeypatch):
+    steps, real = [], T.train_step
+    monkeypatch.setattr(T, "train_step", lambda *a, **k: steps.append(len(a[1]["labels"]))
+                        or real(*a, **k))
+    n_train = len(uneven_exp.cache.indices("train"))
+    batch = n_train // 2 + 1  # fewer than two batches: nothing is dropped
+    fit_once(uneven_exp, tmp_path, epochs=1, batch_size=batch)
+    assert steps == [batch, n_train - batch]
+
+
+def test_lambda_zero_freezes_the_temperature(uneven_exp, tmp_path):
+    model, res = fit_once(uneven_exp, tmp_path, epochs=1, contrastive_weight=0.0)
+    assert not model.logit_scale.requires_grad
+    assert res.history.at[0, "temperature"] == pytest.approx(uneven_exp.model.init_temperature)
+    assert res.history.at[0, "train_loss"] == pytest.approx(res.history.at[0, "train_ce"])
+    assert res.history.at[0, "train_contrastive"] > 0  # reported all the same
+
+
+def test_fit_sets_threads_and_leaves_cpu_matmuls_exact(uneven_exp, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        fit_once(uneven_exp, tmp_path, epochs=1, num_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_float32_matmul_precision() == "highest"  # TF32 is a CUDA matter
+
+
+def test_progress_lines(uneven_exp, tmp_path, capsys):
+    cfg = dataclasses.replace(uneven_exp.train, epochs=1, batch_size=32)
+    T.set_seed(0)
+    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path)  # on by default
+    cfg2 = dataclasses.replace(cfg, epochs=2)
+    res = fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg2, tmp_path,
+              progress=True)
+    out = capsys.readouterr().out
+    row = res.history.iloc[0]
+    assert out.count("precision fp32, batch 32 in micro-batches of 32 on cpu\n") == 2
+    assert (f"epoch 1: loss {row['train_loss']:.3f}  val acc {row['val_accuracy']:.3f}  "
+            f"val MCC {row['val_mcc']:.3f}  (best)\n") in out
+    assert f"resumed from {tmp_path / 'checkpoint.pt'} after epoch 1\n" in out
+    assert "epoch 2: loss " in out
+
+
+def test_compile_serves_fixed_width_batches(uneven_exp, tmp_path, monkeypatch):
+    widths, compiled = set(), []
+
+    def fake_compile(model, **kw):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = EmoticonModel(uneven_exp.model)
+    model.register_forward_pre_hook(
+        lambda m, a, kw: widths.add(kw["input_ids"].shape[1]) if m.training else None,
+        with_kwargs=True)
+    fit_once(uneven_exp, tmp_path, model=model, epochs=1, compile=True)
+    assert compiled == [model] and widths == {uneven_exp.model.max_length}
+
+
+def test_grad_checkpointing_is_switched_on_for_trained_encoders_only(uneven_exp, tmp_path):
+    exp = dataclasses.replace(uneven_exp, model=dataclasses.replace(
+        uneven_exp.model, text=dataclasses.replace(uneven_exp.model.text, freeze=True)))
+    model, _ = fit_once(exp, tmp_path, epochs=1, grad_checkpointing=True)
+    assert model.image_encoder.backbone.is_gradient_checkpointing
+    assert not model.text_encoder.backbone.is_gradient_checkpointing
+
+
+def test_fp16_resume_restores_the_loss_scale(uneven_exp, tmp_path):
+    fit_once(uneven_exp, tmp_path, epochs=1, precision="fp16")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["scaler"]["scale"] > 0
+    state["scaler"]["scale"] = 8.0
+    torch.save(state, tmp_path / "checkpoint.pt")
+    _, res = fit_once(uneven_exp, tmp_path, epochs=2, precision="fp16")
+    assert res.precision == "fp16" and len(res.history) == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"]["scale"] in (4.0, 8.0)
+
+
+def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"epoch": 1, "x": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+    good = tmp_path / "good.pt"
+    T.save_checkpoint({"w": torch.ones(2)}, good)
+    assert load_checkpoint(good)["w"].device == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- the pieces of a step
+def test_param_groups_split_pretrained_and_decay(monkeypatch):
+    model = EmoticonModel(get_profile("smoke").model)
+    model.text_encoder.source = "pretrained:test"  # as if loaded from a checkpoint
+    model.image_encoder.backbone.layers[0].requires_grad_(False)
+    cfg = TrainConfig(lr=1e-3, pretrained_lr=1e-5, weight_decay=0.05)
+    groups = T.param_groups(model, cfg)
+    text = {id(p) for p in model.text_encoder.parameters()}
+    seen = [id(p) for g in groups for p in g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sorted(seen) == sorted(id(p) for p in trainable)  # each exactly once
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in groups:
+        pre = {id(p) in text for p in g["params"]}
+        decay = {p.dim() >= 2 and "type_embed" not in names[id(p)] for p in g["params"]}
+        assert len(pre) == len(decay) == 1, "a group mixes kinds"
+        assert g["lr"] == (1e-5 if pre == {True} else 1e-3)
+        assert g["weight_decay"] == (0.05 if decay == {True} else 0.0)
+    kinds = [({id(p) in text for p in g["params"]}.pop(), g["weight_decay"] == 0.0)
+             for g in groups]
+    assert kinds == sorted(kinds) and len(kinds) == 4
+    assert any(names[id(p)] == "logit_scale" for g in groups if g["weight_decay"] == 0
+               for p in g["params"])
+
+
+def test_make_optimizer_schedules_from_the_first_step():
+    model = EmoticonModel(get_profile("smoke").model)
+    cfg = TrainConfig(lr=1e-3, warmup_ratio=0.25)
+    opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 8)
+    assert isinstance(opt, torch.optim.AdamW) and not opt.defaults["fused"]
+    assert sched.get_last_lr()[0] == pytest.approx(1e-3 / 2)  # warmup 2 steps: 1/2
+    opt.step()
+    sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(1e-3)
+
+
+def test_set_seed_seeds_python_numpy_and_torch():
+    import random
+
+    draws = []
+    for _ in range(2):
+        T.set_seed(2**32 + 5)
+        draws.append((random.random(), np.random.rand(), torch.rand(1).item()))
+    assert draws[0] == draws[1]
+    T.set_seed(5)
+    assert np.random.rand() == draws[0][1]  # numpy takes the seed modulo 2**32
+
+
+def step_setup(**cfg):
+    torch.manual_seed(0)
+    model = EmoticonModel(get_profile("smoke").model).train()
+    cfg = TrainConfig(**{"lr": 1e-3, **cfg})
+    opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 10)
+    return model, cfg, opt, sched
+
+
+def test_train_step_returns_its_losses_and_steps_everything_once():
+    model, cfg, opt, sched = step_setup()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rng = torch.get_rng_state()
+    out = T.train_step(model, tiny_batch(), opt, sched, cfg)
+    assert out.shape == (3,) and not out.requires_grad
+    loss, ce, nce = out.tolist()
+    assert loss == pytest.approx(ce + cfg.contrastive_weight * nce, rel=1e-6)
+    with torch.no_grad():
+        ref = T.compute_loss(model_at(before, model, rng), tiny_batch()["labels"], 0.5)[1]
+    assert ce == pytest.approx(ref["ce"].item(), rel=1e-5)
+    assert nce == pytest.approx(ref["contrastive"].item(), rel=1e-5)
+    assert sched.last_epoch == 1
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "logit_scale" in moved and "classifier.2.weight" in moved
+
+
+def model_at(state, model, rng):
+    """The output of ``model`` with the parameters ``state``, dropout drawn from ``rng``."""
+    twin = EmoticonModel(model.cfg).train()
+    twin.load_state_dict({**model.state_dict(), **state})
+    torch.set_rng_state(rng)
+    return twin(**tiny_batch())
+
+
+def test_train_step_clips_the_gradient_norm():
+    for clip, small in ((1e-3, True), (None, False)):
+        model, cfg, opt, sched = step_setup(grad_clip=clip)
+        T.train_step(model, tiny_batch(), opt, sched, cfg)
+        norm = torch.linalg.vector_norm(torch.stack(
+            [p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        assert (norm <= 1e-3 * 1.001) == small
+
+
+def test_train_step_clamps_the_log_scale_after_the_step():
+    model, cfg, opt, sched = step_setup()
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    T.train_step(model, tiny_batch(), opt, sched, cfg)
+    assert model.logit_scale.item() == pytest.approx(math.log(100))
+
+
+def test_micro_batches_only_when_they_split_the_batch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(T, "micro_batched_backward",
+                        lambda *a, **k: calls.append(a[2]) or pytest.fail("split"))
+    model, cfg, opt, sched = step_setup()
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=8)
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=None)
+    assert calls == []
+    monkeypatch.undo()
+    spy = []
+    real = T.micro_batched_backward
+    monkeypatch.setattr(T, "micro_batched_backward", lambda *a, **k: spy.append(a[2])
+                        or real(*a, **k))
+    T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=7)
+    assert spy == [7]
+
+
+class NoSyncRecorder(torch.nn.Module):
+    """A DDP stand-in: records which micro-batches ran inside ``no_sync``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module, self.inside, self.calls = model, False, []
+
+    def no_sync(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.inside = True
+            yield
+            self.inside = False
+
+        return ctx()
+
+    def forward(self, **batch):
+        if torch.is_grad_enabled():
+            self.calls.append(self.inside)
+        return self.module(**batch)
+
+
+@pytest.mark.parametrize("weight", [0.5, 0.0])
+def test_gradients_are_synchronised_once_on_the_last_micro_batch(weight):
+    wrapper = NoSyncRecorder(tiny_model())
+    micro_batched_backward(wrapper, tiny_batch(), 3, weight, "fp32",
+                           grad_scaler(torch.device("cpu"), "fp32"))
+    assert wrapper.calls == [True, True, False]
+
+
+def test_hide_labels_keeps_at_least_one_and_leaves_a_full_cache_alone(tiny_synth):
+    cache = experiment("smoke", tiny_synth, progress=False).cache
+    train = cache.indices("train")
+    tiny = hide_labels(cache, 1e-6, seed=0)
+    assert (tiny.labels[train] != IGNORE).sum().item() == 1
+    assert (tiny.labels == IGNORE).sum().item() == len(train) - 1
+    assert hide_labels(cache, 0.5, seed=0).labels.dtype == torch.long
+
+
+def test_evaluate_reports_the_split_and_its_size(tiny_synth):
+    exp = experiment("smoke", tiny_synth, progress=False)
+    model = EmoticonModel(exp.model)
+    res = evaluate(model, exp.cache, "val", batch_size=7)
+    assert res["split"] == "val" and res["n"] == len(exp.cache.indices("val"))
+    big = evaluate(model, exp.cache, "val")
+    assert {k: big[k] for k in ("accuracy", "mcc")} == {k: res[k] for k in ("accuracy", "mcc")}
+    assert evaluate(model, exp.cache)["split"] == "test"
+
+
+def test_micro_batches_under_bf16_autocast_match_one_pass():
+    """Both passes of GradCache run under the run's autocast: the gradient is that of one
+    bf16 pass over the batch, to bf16 rounding."""
+    model = tiny_model(dropout=0.0).float().train()
+    batch = tiny_batch()
+    with autocast(torch.device("cpu"), "bf16"):
+        out = model(**batch)
+    T.compute_loss(out, batch["labels"], 0.5)[0].backward()
+    want = grads(model)
+    model.zero_grad(set_to_none=True)
+    micro_batched_backward(model, batch, 3, 0.5, "bf16", grad_scaler(torch.device("cpu"),
+                                                                      "bf16"))
+    got = grads(model)
+    assert got.keys() == want.keys()
+    for name, g in want.items():
+        torch.testing.assert_close(got[name], g, rtol=0.1, atol=2e-3, msg=name)
+
+
+def test_plan_fits_the_micro_batch_to_the_gpu_budget(monkeypatch):
+    """On a GPU the micro-batch follows the free memory (asked of the run's device)."""
+    from emolib.hardware import activation_bytes_per_sample, choose_micro_batch
+
+    model = EmoticonModel(get_profile("smoke").model)
+    params = sum(p.numel() for p in model.parameters())
+    budget = int((18 * params + 10 * activation_bytes_per_sample(model, "bf16")) / 0.85)
+    asked = []
+    monkeypatch.setattr(T, "gpu_budget", lambda device: asked.append(device) or budget)
+    cuda = torch.device("cuda", 1)
+    cfg = TrainConfig(batch_size=64, precision="bf16")
+    want = choose_micro_batch(64, activation_bytes_per_sample(model, "bf16"), params, budget)
+    assert want == 8  # the budget binds: 10 fit, a power of two
+    assert T.plan(model, cfg, cuda) == ("bf16", want) and asked == [cuda]
+    fp32 = choose_micro_batch(64, activation_bytes_per_sample(model, "fp32"), params, budget)
+    assert fp32 < want and T.plan(model, dataclasses.replace(cfg, precision="fp32"),
+                                  cuda) == ("fp32", fp32)
+    assert T.plan(model, dataclasses.replace(cfg, micro_batch=100), cuda) == ("bf16", 64)
+    assert T.plan(model, cfg, torch.device("cpu")) == ("bf16", 64)  # the CPU: whole batch
+    assert len(asked) == 2
+
+
+def test_a_one_branch_model_trains_with_lambda_zero(uneven_exp, tmp_path):
+    exp = dataclasses.replace(uneven_exp, model=dataclasses.replace(uneven_exp.model,
+                                                                     mode="text"))
+    _, res = fit_once(exp, tmp_path, epochs=1, contrastive_weight=0.0)
+    assert res.history.at[0, "temperature"] is None or np.isnan(res.history.at[0,
+                                                                                "temperature"])
+    assert res.history.at[0, "train_contrastive"] == 0.0
+
+
+def test_fit_shuffles_trims_and_hides_labels_by_its_seed_and_is_quiet_when_asked(
+        uneven_exp, tmp_path, monkeypatch, capsys):
+    seen, real = [], T.train_step
+
+    def recording(model, batch, *a, **k):
+        seen.append((batch["labels"].clone(), batch["input_ids"].shape[1]))
+        return real(model, batch, *a, **k)
+
+    monkeypatch.setattr(T, "train_step", recording)
+    runs = {}
+    for seed in (0, 1):
+        seen.clear()
+        _, res = fit_once(uneven_exp, tmp_path / str(seed), epochs=2, seed=seed,
+                          label_fraction=0.5)
+        runs[seed] = ([lab for lab, _ in seen], [w for _, w in seen], res)
+    assert capsys.readouterr().out == ""  # progress=False: not a line
+    labels, widths, res = runs[0]
+    half = len(labels) // 2
+    # each epoch draws its own order from (seed, epoch); another seed, another order
+    assert not all(torch.equal(a, b) for a, b in zip(labels[:half], labels[half:], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(labels, runs[1][0], strict=True))
+    train = uneven_exp.cache.indices("train")
+    order = train[np.random.default_rng([0, 0]).permutation(len(train))]
+    hidden = hide_labels(uneven_exp.cache, 0.5, seed=0).labels
+    assert torch.equal(torch.cat(labels[:half]), hidden[order[:len(torch.cat(labels[:half]))]])
+    assert min(widths) < uneven_exp.model.max_length  # batches trimmed to their texts

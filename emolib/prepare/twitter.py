@@ -70,7 +70,12 @@ def read_table(path: Path) -> list[dict[str, str]]:
         raise DataError(f"{path} line {raw[:err.start].count(10) + 1}: bytes that are not UTF-8"
                         f" ({raw[err.start:err.end]!r}); save the file as UTF-8") from None
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    records = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if row]  # no blanks
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    try:
+        records = [row for row in reader if row]  # no blank lines
+    except csv.Error as err:  # a stray quote: lenient csv would merge it into the field
+        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
+                        'quoted, its quotes doubled: "say ""hi""")') from None
     if len(records) < 2:
         raise DataError(f"{path} has a header but no rows; add one row per example" if records
                         else f"{path} is empty; it needs a header line such as "
