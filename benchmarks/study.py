@@ -321,12 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--where", metavar="QUERY",
                     help="only the runs this pandas query selects, e.g. 'size == 2000'")
+    ap.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="TrainConfig overrides for every run (JSON values), e.g. "
+                    "min_epoch_steps=0; they change the runs' folders and recipe")
     ap.add_argument("--list", action="store_true", help="print the grid and exit")
     args = ap.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.quick:
-        cells = expand(QUICK_GRID, profile="smoke", image_size=32)
+        cells = expand(QUICK_GRID, profile="smoke", image_size=32, overrides=overrides)
     else:
-        cells = expand(GRID)
+        cells = expand(GRID, overrides=overrides)
     selected = None
     if args.where:
         table = pd.DataFrame([{k: getattr(c, k) for k in KEY} for c in cells])
