@@ -91,6 +91,17 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def schedule(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs, patience) of a run: ``cfg.epochs`` and ``cfg.patience``, both stretched by
+    ``cfg.min_epoch_steps / steps_per_epoch`` where an epoch is shorter than
+    ``cfg.min_epoch_steps`` steps. A small dataset then gets as many optimizer steps, and
+    as long a patience in steps, as one of ``min_epoch_steps`` batches per epoch."""
+    if steps_per_epoch >= cfg.min_epoch_steps:
+        return cfg.epochs, cfg.patience
+    factor = cfg.min_epoch_steps / max(1, steps_per_epoch)
+    return math.ceil(cfg.epochs * factor), math.ceil(cfg.patience * factor)
+
+
 def make_optimizer(model: EmoticonModel, cfg: TrainConfig, device: torch.device,
                    total_steps: int):
     """AdamW (fused into one kernel per step on CUDA) and its warmup + cosine schedule."""
@@ -262,6 +273,7 @@ class FitResult:
     stopped_early: bool
     precision: str
     micro_batch: int
+    epochs: int | None = None  # as scheduled (cfg.epochs, stretched by cfg.min_epoch_steps)
 
 
 def enable_grad_checkpointing(model: EmoticonModel, cfg: TrainConfig) -> None:
@@ -314,7 +326,8 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
                                drop_last=n_train >= 2 * cfg.batch_size * info.world_size,
                                seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                                device=device, trim=not cfg.compile)
-    opt, sched = make_optimizer(model, cfg, device, cfg.epochs * len(train_iter))
+    epochs, patience = schedule(cfg, len(train_iter))
+    opt, sched = make_optimizer(model, cfg, device, epochs * len(train_iter))
     scaler = grad_scaler(device, precision)
     history: list[dict] = []
     start, best_mcc, best_epoch, bad_epochs = 0, -math.inf, 0, 0
@@ -336,11 +349,11 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         step_model = torch.compile(step_model)
-    stopped = bad_epochs >= cfg.patience
-    if start < cfg.epochs and not stopped:
+    stopped = bad_epochs >= patience
+    if start < epochs and not stopped:
         cache = text_features(model, cache, progress=progress and info.is_main)
         train_iter.cache = cache
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, epochs):
         if stopped:
             break
         set_seed(cfg.seed * 1000 + epoch)
@@ -348,7 +361,7 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         model.train()
         sums = torch.zeros(3, device=device)  # loss, ce, contrastive: no per-step host sync
         t0 = time.perf_counter()
-        bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not (progress and info.is_main))
         for batch in bar:
             sums += train_step(step_model, batch, opt, sched, cfg, precision, scaler, micro)
@@ -374,7 +387,7 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         improved = mcc > best_mcc
         best_mcc, best_epoch = (mcc, epoch + 1) if improved else (best_mcc, best_epoch)
         bad_epochs = 0 if improved else bad_epochs + 1
-        stopped = bad_epochs >= cfg.patience
+        stopped = bad_epochs >= patience
         if info.is_main:
             if improved:
                 model.save(out / "best", extra={**(extra_config or {}), "epoch": epoch + 1})
@@ -391,4 +404,5 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
                            f"{row['val_accuracy']:.3f}  val MCC {row['val_mcc']:.3f}"
                            + ("  (best)" if improved else ""))
     barrier(info)
-    return FitResult(pd.DataFrame(history), best_epoch, best_mcc, stopped, precision, micro)
+    return FitResult(pd.DataFrame(history), best_epoch, best_mcc, stopped, precision, micro,
+                     epochs)
