@@ -80,14 +80,16 @@ def fusion_weights(weights: np.ndarray, y: np.ndarray, names: Sequence[str],
     w = weights.mean(1)  # (N, tokens)
     per_class = np.stack([w[y == c].mean(0) if np.any(y == c) else np.zeros(w.shape[1])
                           for c in range(len(names))])
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 3.2))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 3.6))
     bottom = np.zeros(len(names))
     for k, tok in enumerate(tokens):
         ax.bar(range(len(names)), per_class[:, k], bottom=bottom, label=tok)
         bottom += per_class[:, k]
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set(ylabel="attention weight", ylim=(0, 1), title="what the fusion attends to")
-    ax.legend(fontsize=8, loc="upper right")
+    # the stacks reach 1: the legend gets the band above them, never a bar
+    ax.set(ylabel="attention weight", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6),
+           title="what the fusion attends to")
+    ax.legend(fontsize=8, loc="upper center", ncol=len(tokens), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -95,7 +97,7 @@ def fusion_weights(weights: np.ndarray, y: np.ndarray, names: Sequence[str],
 def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
                  metric: str = "accuracy"):
     """One bar per model, with the EmoSynth ceilings as lines."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.38 * len(table)))
     ax.barh(table.index, table[metric], color="tab:blue")
     for i, v in enumerate(table[metric]):
         ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8)
@@ -105,8 +107,9 @@ def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
             ax.axvline(ceilings[key], color="gray", ls=style, label=label)
     ax.set(xlim=(0, 1.08), xlabel=f"test {metric}")
     ax.invert_yaxis()
-    if ceilings:
-        ax.legend(fontsize=8, loc="lower right")
+    if ceilings:  # below the axis: no bar or value label is covered
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2,
+                  frameon=False)
     fig.tight_layout()
     return fig
 
