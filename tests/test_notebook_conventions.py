@@ -129,3 +129,10 @@ def test_committed_outputs_come_from_a_run(path):
     streams = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream"]
     assert not [o for o in streams if "\r" in "".join(o["text"])], \
         "raw progress-bar refreshes: run `python -m emolib.nbtidy` (make notebooks does)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_profile_dependent_code_reads_the_chosen_profile(path):
+    """PROFILE may be "auto": code that depends on the profile reads session.profile.name."""
+    code = [source(c) for c in load(path)["cells"] if c["cell_type"] == "code"]
+    assert not [s for s in code if re.search(r"\bPROFILE\s*(?:==|!=|\bin\b)", s)]
