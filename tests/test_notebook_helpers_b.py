@@ -89,3 +89,33 @@ def test_legends_cover_no_bar_and_no_value_label():
     ax = fig.axes[0]
     assert not _overlaps(fig, ax, ax.patches)
     plt.close(fig)
+
+
+def test_the_loss_legend_and_the_umap_legend_cover_no_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emolib.plots import embedding_scatter, history
+
+    frame = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.3, 2.6, 2.0],
+                          "train_ce": [1.2, 0.6, 0.2], "train_contrastive": [4.2, 4.1, 3.6],
+                          "val_accuracy": [0.7, 0.8, 0.9], "val_mcc": [0.6, 0.7, 0.8]})
+    fig = history(frame, ceiling=0.956)
+    loss = fig.axes[0]
+    fig.canvas.draw()
+    box = loss.get_legend().get_window_extent()
+    for line in loss.get_lines():
+        xy = loss.transData.transform(line.get_xydata())
+        assert not any(box.contains(x, y) for x, y in xy), line.get_label()
+    plt.close(fig)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(40, 2))
+    fig = embedding_scatter(points, rng.integers(0, 4, 40), np.array(["text", "image"] * 20),
+                            ["a", "b", "c", "d"])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    legend, frame_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= frame_box.x1 - 1, "the legend sits beside the map"
+    plt.close(fig)
