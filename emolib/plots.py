@@ -35,8 +35,9 @@ def history(frame: pd.DataFrame, ceiling: float | None = None):
     a.plot(frame["epoch"], frame["train_ce"], "s--", label="cross-entropy")
     if frame["train_contrastive"].abs().sum() > 0:
         a.plot(frame["epoch"], frame["train_contrastive"], "^:", label="InfoNCE")
-    a.set(xlabel="epoch", ylabel="training loss", title="loss")
-    a.legend()
+    top = max(frame[c].max() for c in ("train_loss", "train_ce", "train_contrastive"))
+    a.set(xlabel="epoch", ylabel="training loss", title="loss", ylim=(0, 1.35 * top))
+    a.legend(fontsize=8, ncol=3, loc="upper center", frameon=False)  # above the curves
     b.plot(frame["epoch"], frame["val_accuracy"], "o-", label="val accuracy")
     b.plot(frame["epoch"], frame["val_mcc"], "s--", label="val MCC")
     if ceiling is not None:
@@ -80,14 +81,16 @@ def fusion_weights(weights: np.ndarray, y: np.ndarray, names: Sequence[str],
     w = weights.mean(1)  # (N, tokens)
     per_class = np.stack([w[y == c].mean(0) if np.any(y == c) else np.zeros(w.shape[1])
                           for c in range(len(names))])
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 3.2))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 3.6))
     bottom = np.zeros(len(names))
     for k, tok in enumerate(tokens):
         ax.bar(range(len(names)), per_class[:, k], bottom=bottom, label=tok)
         bottom += per_class[:, k]
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set(ylabel="attention weight", ylim=(0, 1), title="what the fusion attends to")
-    ax.legend(fontsize=8, loc="upper right")
+    # the stacks reach 1: the legend gets the band above them, never a bar
+    ax.set(ylabel="attention weight", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6),
+           title="what the fusion attends to")
+    ax.legend(fontsize=8, loc="upper center", ncol=len(tokens), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -95,18 +98,20 @@ def fusion_weights(weights: np.ndarray, y: np.ndarray, names: Sequence[str],
 def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
                  metric: str = "accuracy"):
     """One bar per model, with the EmoSynth ceilings as lines."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.38 * len(table)))
     ax.barh(table.index, table[metric], color="tab:blue")
-    for i, v in enumerate(table[metric]):
-        ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8)
+    for i, v in enumerate(table[metric]):  # on white: readable over a ceiling line
+        ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
     for key, style in (("joint", "-"), ("text", "--")):
         if ceilings and key in ceilings:
             label = "joint ceiling" if key == "joint" else "single-modality ceiling"
             ax.axvline(ceilings[key], color="gray", ls=style, label=label)
     ax.set(xlim=(0, 1.08), xlabel=f"test {metric}")
     ax.invert_yaxis()
-    if ceilings:
-        ax.legend(fontsize=8, loc="lower right")
+    if ceilings:  # below the axis: no bar or value label is covered
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2,
+                  frameon=False)
     fig.tight_layout()
     return fig
 
@@ -114,7 +119,7 @@ def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
 def embedding_scatter(points: np.ndarray, classes: np.ndarray, modality: np.ndarray,
                       names: Sequence[str], title: str = "UMAP of the shared space"):
     """2-D embedding coloured by class, marker by modality (o text, x image)."""
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     for c, name in enumerate(names):
         for mod, marker in (("text", "o"), ("image", "x")):
@@ -122,7 +127,9 @@ def embedding_scatter(points: np.ndarray, classes: np.ndarray, modality: np.ndar
             ax.scatter(points[sel, 0], points[sel, 1], s=9, marker=marker, color=cmap(c),
                        alpha=0.6, label=name if mod == "text" else None)
     ax.set(title=title + "  (o text, x image)", xticks=[], yticks=[])
-    ax.legend(fontsize=7, markerscale=2, loc="best")
+    # beside the map, not on it: any corner may hold a cluster
+    ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              frameon=False)
     fig.tight_layout()
     return fig
 

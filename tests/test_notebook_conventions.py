@@ -72,8 +72,48 @@ def test_conventions(path):
     assert len(checked) >= 2, "at least two cells tagged nbval-check-output"
     assert not any("NBVAL_" in s for s in code), "nbval markers are cell tags, not comments"
     assert any("from emolib" in s or "import emolib" in s for s in code)
-    headers = [source(c).strip().splitlines()[0] for c in cells[-2:]]
-    assert headers == ["## Summary", "## Exercises"]
+    firsts = [source(c).strip().splitlines()[0] if source(c).strip() else "" for c in cells]
+    assert firsts.count("## Summary") == 1 and firsts.count("## Exercises") == 1
+    at = firsts.index("## Exercises")
+    assert firsts[at - 1] == "## Summary", "the exercises follow the summary"
+    check_solutions(source(cells[at]), cells[at + 1:])
+
+
+SOLUTION = re.compile(r"^:::\{admonition\} Solution to exercise (\d+)\n:class: dropdown\n")
+
+
+def check_solutions(exercises, after):
+    """Every exercise has a worked solution, in order, folded (a dropdown admonition);
+    a solution's code cells are folded too (tag hide-cell), so the book shows the
+    exercises first and each answer one click away."""
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. ", exercises, re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)) and numbers, "numbered exercises"
+    solved = []
+    for cell in after:
+        if cell["cell_type"] == "markdown":
+            m = SOLUTION.match(source(cell))
+            assert m and source(cell).rstrip().endswith(":::"), source(cell)[:80]
+            solved.append(int(m.group(1)))
+        else:
+            assert "hide-cell" in cell["metadata"].get("tags", []), source(cell)[:80]
+            assert solved, "a solution's code follows its explanation"
+    assert solved == numbers, f"solutions {solved} for exercises {numbers}"
+
+
+def install_and_setup_cells(cells):
+    return source(cells[1]), next(source(c) for c in cells if "session = setup(" in source(c))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_drive_lines_and_the_profile_reason(path):
+    """Issue 11: on Colab, data/ and runs/ can live on Google Drive (the two lines, which
+    run only on Colab); every chapter prints the profile setup chose and why."""
+    install, setup_cell = install_and_setup_cells(load(path)["cells"])
+    colab = install.split('if "google.colab" in sys.modules:', 1)
+    assert len(colab) == 2, "the Colab-only branch"
+    assert 'drive.mount("/content/drive")' in colab[1]
+    assert "%env EMOLIB_HOME=/content/drive/MyDrive/emolib" in colab[1]
+    assert "session.reason" in setup_cell
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -89,3 +129,10 @@ def test_committed_outputs_come_from_a_run(path):
     streams = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream"]
     assert not [o for o in streams if "\r" in "".join(o["text"])], \
         "raw progress-bar refreshes: run `python scripts/nbtidy.py` (make notebooks does)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_profile_dependent_code_reads_the_chosen_profile(path):
+    """PROFILE may be "auto": code that depends on the profile reads session.profile.name."""
+    code = [source(c) for c in load(path)["cells"] if c["cell_type"] == "code"]
+    assert not [s for s in code if re.search(r"\bPROFILE\s*(?:==|!=|\bin\b)", s)]
