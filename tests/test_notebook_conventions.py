@@ -32,7 +32,7 @@ def test_toc_lists_every_notebook_and_every_page_exists():
     assert [f"notebooks/{n}" for n in EXPECTED] == [f for f in files if f.startswith("notebooks/")]
     for f in files:
         if not f.startswith("notebooks/"):
-            assert (ROOT / "book" / f"{f}.md").is_file(), f
+            assert any((ROOT / "book" / f"{f}{ext}").is_file() for ext in (".md", ".ipynb")), f
 
 
 def test_book_config_is_offline_and_strict():
