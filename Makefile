@@ -8,7 +8,7 @@ PROFILE     ?= cpu
 NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP       := $(VENV)/.emolib-installed
 
-.PHONY: setup data notebooks book test test-fast verify lint bench clean help mutate
+.PHONY: setup data notebooks results book test test-fast verify lint bench clean help mutate
 
 help:
 	@echo "make book    set up, build EmoSynth, execute the notebooks (PROFILE=$(PROFILE)), render the book"
@@ -39,13 +39,18 @@ notebooks: setup data
 	  $(PY) scripts/refresh_run_times.py "$$nb" || exit 1; \
 	done
 
-book: notebooks
+# The results page reads the committed study CSV and the chapters' own records: no training.
+results: setup
+	$(VENV)/bin/papermill book/results.ipynb book/results.ipynb -k python3 --cwd book \
+	  --no-progress-bar
+
+book: notebooks results
 	rm -rf book/notebooks && mkdir -p book/notebooks && cp $(NOTEBOOKS) book/notebooks/
 	$(VENV)/bin/jupyter-book build book -W --keep-going
 	@echo "open book/_build/html/index.html"
 
 test: setup
-	EMOLIB_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),notebooks --nbval-lax,)
+	EMOLIB_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),notebooks --nbval-lax,) book/results.ipynb
 
 # Strict nbval: a fresh EMOLIB_HOME (its own data/ and runs/, so no run is reused; the
 # dataset is built first, as make book does, so chapter 00 does not print its progress),
