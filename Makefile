@@ -14,7 +14,8 @@ help:
 	@echo "make book    set up, build EmoSynth, execute the notebooks (PROFILE=$(PROFILE)), render the book"
 	@echo "make test    set up, run every test (unit, integration, notebooks with nbval)"
 	@echo "make verify  re-execute every chapter (cpu profile) in a fresh folder; every output must match"
-	@echo "make setup | data | notebooks | lint | bench | clean"
+	@echo "make results re-execute the results page from benchmarks/results/study.csv (seconds)"
+	@echo "make setup | data | notebooks | lint | bench | mutate | clean"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
