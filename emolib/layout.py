@@ -58,6 +58,17 @@ def read_labels(path: str | Path) -> list[Label]:
     return labels
 
 
+def csv_records(lines, path: Path, sep: str = ",") -> list[list[str]]:
+    """Every row of a CSV (strict: a stray quote is an error, not merged into its field),
+    or one DataError naming the line and the fix."""
+    reader = csv.reader(lines, delimiter=sep, strict=True)
+    try:
+        return list(reader)
+    except csv.Error as err:
+        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
+                        'quoted, its quotes doubled: "say ""hi""")') from None
+
+
 def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
     """Read and validate metadata.csv; labels may be given as emoji or as class names."""
     path = Path(path)
@@ -84,14 +95,8 @@ def read_metadata(path: str | Path, labels: list[Label]) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         raise DataError(f"{path} is not UTF-8 (byte {err.start}: {err.reason}); re-save it "
                         "as UTF-8") from err
-    try:  # pandas' python engine silently drops a row that csv rejects: find it first
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f, strict=True)
-            for _ in reader:
-                pass
-    except csv.Error as err:
-        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
-                        'quoted, its quotes doubled: "say ""hi""")') from err
+    with open(path, newline="", encoding="utf-8") as f:  # pandas' python engine silently
+        csv_records(f, path)                              # drops a row that csv rejects
     short = frame.isna().any(axis=1)
     if short.any():
         row = int(short.idxmax())

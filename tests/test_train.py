@@ -282,17 +282,24 @@ def test_micro_batches_give_the_full_batch_gradient_with_dropout_on(weight):
         assert torch.equal(torch.get_rng_state(), rng_after_reference)
 
 
-def test_without_dropout_micro_batches_equal_one_pass():
-    batch = tiny_batch()
-    model = tiny_model(dropout=0.0).train()
-    out = model(**batch)
+def one_pass_and_micro_batches(model, batch, micro, precision):
+    """The gradients of one pass over ``batch`` (under ``precision``'s autocast) and of
+    GradCache in micro-batches of ``micro``, from the same model."""
+    with autocast(torch.device("cpu"), precision):
+        out = model(**batch)
     T.compute_loss(out, batch["labels"], 0.5)[0].backward()
     want = grads(model)
     model.zero_grad(set_to_none=True)
-    micro_batched_backward(model, batch, 2, 0.5, "fp32", grad_scaler(torch.device("cpu"),
-                                                                        "fp32"))
+    micro_batched_backward(model, batch, micro, 0.5, precision,
+                           grad_scaler(torch.device("cpu"), precision))
+    return want, grads(model)
+
+
+def test_without_dropout_micro_batches_equal_one_pass():
+    want, got = one_pass_and_micro_batches(tiny_model(dropout=0.0).train(), tiny_batch(),
+                                           2, "fp32")
     for name, g in want.items():
-        torch.testing.assert_close(grads(model)[name], g, rtol=1e-8, atol=1e-10, msg=name)
+        torch.testing.assert_close(got[name], g, rtol=1e-8, atol=1e-10, msg=name)
 
 
 def test_fp16_with_grad_scaler_stays_finite_and_skips_an_inf_step():
@@ -716,16 +723,8 @@ def test_evaluate_reports_the_split_and_its_size(tiny_synth):
 def test_micro_batches_under_bf16_autocast_match_one_pass():
     """Both passes of GradCache run under the run's autocast: the gradient is that of one
     bf16 pass over the batch, to bf16 rounding."""
-    model = tiny_model(dropout=0.0).float().train()
-    batch = tiny_batch()
-    with autocast(torch.device("cpu"), "bf16"):
-        out = model(**batch)
-    T.compute_loss(out, batch["labels"], 0.5)[0].backward()
-    want = grads(model)
-    model.zero_grad(set_to_none=True)
-    micro_batched_backward(model, batch, 3, 0.5, "bf16", grad_scaler(torch.device("cpu"),
-                                                                      "bf16"))
-    got = grads(model)
+    want, got = one_pass_and_micro_batches(tiny_model(dropout=0.0).float().train(),
+                                           tiny_batch(), 3, "bf16")
     assert got.keys() == want.keys()
     for name, g in want.items():
         torch.testing.assert_close(got[name], g, rtol=0.1, atol=2e-3, msg=name)

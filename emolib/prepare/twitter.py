@@ -2,7 +2,6 @@
 table (text, image and label columns; id and split optional) and the images, or a tar archive
 of one at a URL with its SHA-256 (downloaded by pooch, unpacked with safety checks)."""
 
-import csv
 import io
 import os
 import shutil
@@ -15,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from emolib.images import MAX_SIDE
-from emolib.layout import SPLITS, DataError, read_labels
+from emolib.layout import SPLITS, DataError, csv_records, read_labels
 from emolib.prepare.staging import Report, build, clean_text, resolve_label
 
 MAX_MEMBERS, MAX_BYTES = 200_000, 50 * 2**30  # more is refused as a possible archive bomb
@@ -70,12 +69,7 @@ def read_table(path: Path) -> list[dict[str, str]]:
         raise DataError(f"{path} line {raw[:err.start].count(10) + 1}: bytes that are not UTF-8"
                         f" ({raw[err.start:err.end]!r}); save the file as UTF-8") from None
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
-    try:
-        records = [row for row in reader if row]  # no blank lines
-    except csv.Error as err:  # a stray quote: lenient csv would merge it into the field
-        raise DataError(f"{path} line {reader.line_num}: {err} (a field with quotes must be "
-                        'quoted, its quotes doubled: "say ""hi""")') from None
+    records = [row for row in csv_records(io.StringIO(text), path, sep) if row]  # no blanks
     if len(records) < 2:
         raise DataError(f"{path} has a header but no rows; add one row per example" if records
                         else f"{path} is empty; it needs a header line such as "
