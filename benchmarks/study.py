@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +207,29 @@ def ceilings_of(cell: Cell, data_dir: Path) -> dict:
             "ceiling": ceiling, "ceiling_test": ceiling_test}
 
 
+def cue_accuracy(cell: Cell, run_dir: Path, data_dir: Path) -> dict:
+    """Where the best model's test errors come from, against each post's *true* class
+    (``latents.csv``; the observed label may be noise): ``clean_accuracy`` is the share of
+    test posts predicted as their true class (the Bayes classifier with both cues scores 1);
+    ``text_pair_accuracy`` / ``image_pair_accuracy`` the share whose prediction lies in the
+    true class's text pair / image pair, the half of the class that modality says."""
+    from emolib.data import BatchIterator
+    from emolib.model import predict
+    from emolib.run import experiment, load_run
+    from emolib.synth import image_group, text_group
+
+    exp = experiment(cell.profile, data_dir, progress=False)
+    test = exp.cache.indices("test")
+    logits = predict(load_run(run_dir).model, BatchIterator(exp.cache, test, 256))["logits"]
+    pred = logits.argmax(1)
+    lat = pd.read_csv(data_dir / "latents.csv").set_index("id")
+    true = lat.loc[exp.cache.ids[test], "true_class"].to_numpy()
+    k = cell.classes
+    return {"clean_accuracy": float(np.mean(pred == true)),
+            "text_pair_accuracy": float(np.mean(text_group(pred, k) == text_group(true, k))),
+            "image_pair_accuracy": float(np.mean(image_group(pred, k) == image_group(true, k)))}
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """As ``emolib.train.fit`` batches (one process): the last short batch is dropped
     when the split holds at least two batches."""
@@ -235,6 +259,7 @@ def row_of(cell: Cell, run_dir: Path, data_dir: Path) -> dict:
         "test_n": test["n"], "test_accuracy": test["accuracy"], "test_mcc": test["mcc"],
         "test_macro_f1": test["macro_f1"],
         **ceil, "gap_test": ceil["ceiling_test"] - test["accuracy"],
+        **cue_accuracy(cell, run_dir, data_dir),
         "final_train_contrastive": float(history["train_contrastive"].iloc[-1]),
         "wall_s": study.get("wall_s"), "resumed": study.get("resumed"),
         "device": study.get("device", run.get("device")), "torch": study.get("torch"),
@@ -274,10 +299,12 @@ def write_csv(rows: dict[tuple, dict], cells: list[Cell], path: Path) -> pd.Data
 
 
 def study(cells: list[Cell], csv: Path, root: Path, only: set[str] | None = None,
-          threads: int | None = 2, progress: bool = True, selected: set | None = None
-          ) -> pd.DataFrame:
+          threads: int | None = 2, progress: bool = True, selected: set | None = None,
+          refresh: bool = False) -> pd.DataFrame:
     """Run every cell not yet done (of the experiments in ``only`` and the keys in
-    ``selected``, where given); rewrite ``csv`` after each run. Returns the CSV."""
+    ``selected``, where given); rewrite ``csv`` after each run. ``refresh``: rows already
+    in the CSV are read again from their run folders (new columns; nothing is retrained).
+    Returns the CSV."""
     if threads:
         torch.set_num_threads(threads)
     data_root, runs_root = root / "data" / "study", root / "runs" / "study"
@@ -300,7 +327,7 @@ def study(cells: list[Cell], csv: Path, root: Path, only: set[str] | None = None
     for cell in bar:
         bar.set_postfix_str(f"{cell.experiment} {cell.variant} s{cell.seed} "
                             f"f{cell.label_fraction:g} {cell.data_name}")
-        if cell.key() in rows:
+        if cell.key() in rows and not refresh:
             continue
         data_dir = ensure_data(cell, data_root)
         run_dir = runs_root / cell.data_name / run_name(cell)
@@ -325,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="TrainConfig overrides for every run (JSON values), e.g. "
                     "min_epoch_steps=0; they change the runs' folders and recipe")
     ap.add_argument("--list", action="store_true", help="print the grid and exit")
+    ap.add_argument("--refresh", action="store_true",
+                    help="rewrite the selected rows from their finished run folders")
     args = ap.parse_args(argv)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.quick:
@@ -349,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"choose from {sorted(known)}")
     t0 = time.perf_counter()
     frame = study(cells, csv, args.root, set(args.only) if args.only else None, args.threads,
-                  selected=selected)
+                  selected=selected, refresh=args.refresh)
     print(f"{len(frame)}/{len(cells)} runs in {csv} ({time.perf_counter() - t0:.0f} s "
           "in this call)")
     return 0

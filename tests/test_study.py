@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["experiment", "variant", "seed", "label_fraction", "classes", "noise", "size",
            "data_seed", "epochs", "test_accuracy", "test_mcc", "test_macro_f1", "bayes_joint",
            "bayes_single", "bayes_joint_test", "ceiling_test", "gap_test", "wall_s",
-           "device", "torch", "recipe"]
+           "device", "torch", "recipe", "clean_accuracy", "text_pair_accuracy",
+           "image_pair_accuracy"]
 
 
 def _load(name):
@@ -55,6 +56,14 @@ def test_quick_grid_writes_the_csv_and_a_second_call_skips_finished_runs(tmp_pat
         < 1e-5
     assert (frame["bayes_joint"] == 1.0).all() and (frame["bayes_single"] == 0.5).all()
     assert set(frame["mode"]) == {"both", "text"}
+    # noise 0: every label is the true class, so accuracy against either is one number
+    assert (frame["noise"] == 0).all()
+    assert (frame["clean_accuracy"] - frame["test_accuracy"]).abs().max() < 1e-6
+    # a class is the one shared member of its text pair and its image pair: a prediction
+    # is right exactly when both of its pairs are, so P(right) sits between these bounds
+    tp, ip, clean = frame["text_pair_accuracy"], frame["image_pair_accuracy"], \
+        frame["clean_accuracy"]
+    assert (clean <= np.minimum(tp, ip) + 1e-9).all() and (clean >= tp + ip - 1 - 1e-9).all()
     runs = sorted((tmp_path / "runs" / "study").glob("*/*/test_metrics.json"))
     assert len(runs) == len(cells)
     stamps = {p: p.stat().st_mtime_ns for p in runs}
