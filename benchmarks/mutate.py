@@ -41,7 +41,8 @@ CORE: dict[str, dict] = {
                             "test_two_gloo_processes_equal_one_process_on_the_full_batch"]},
     "fusion": {"tests": ["tests/test_fusion_model.py"]},
     "model": {"tests": ["tests/test_fusion_model.py"]},
-    "train": {"tests": ["tests/test_train.py"],
+    "train": {"tests": ["tests/test_train.py", "tests/test_study_recipe.py",  # schedule
+                        "tests/test_checkpointing.py"],  # enable_grad_checkpointing
               "deselect": [f"tests/test_train.py::test_{name}" for name in (  # whole runs
                   "killed_and_resumed_run_equals_uninterrupted_run",  # of train(): the
                   "early_stopping_counter_survives_an_interruption",  # direct fit tests
@@ -88,6 +89,12 @@ def workdir(base: Path, module: str) -> Path:
     for folder in ("emolib", "tests"):
         shutil.copytree(ROOT / folder, work / folder, ignore=ignore)
     warm(work / "tests")
+    write_config(work, module)
+    return work
+
+
+def write_config(work: Path, module: str) -> None:
+    """mutmut's configuration for ``module``: what to mutate, which tests to run."""
     spec = CORE[module]
     selection = list(spec["tests"])
     for node in spec.get("deselect", []):
@@ -105,7 +112,6 @@ def workdir(base: Path, module: str) -> Path:
     lines += ["", "[tool.pytest.ini_options]", 'testpaths = ["tests"]',
               'markers = ["slow: longer integration tests"]']
     (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
-    return work
 
 
 def results_of(work: Path, module: str) -> dict:
@@ -144,6 +150,7 @@ def run_module(base: Path, module: str, children: int, rerun: bool = False) -> d
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             warm(dest)
         (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: remap
+        write_config(work, module)  # today's test selection
         if not names:
             return {**results_of(work, module), "wall_s": 0.0}
     else:

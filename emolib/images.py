@@ -20,8 +20,6 @@ from PIL import Image, ImageOps
 MAX_PIXELS = 8000 * 8000
 #: Images smaller than this on either side carry no usable content.
 MIN_SIDE = 8
-#: Converted images are downscaled so that their longest side is at most this.
-MAX_SIDE = 512
 
 #: Every reason ``load_rgb`` can give, with what it means (used in docs and summaries).
 REASONS = {
@@ -109,20 +107,3 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return img.convert("RGB")
     except ValueError as err:
         raise ImageSkip("unsupported-mode", f"mode {img.mode}: {err}") from err
-
-
-def save_rgb(img: Image.Image, path: str | Path, max_side: int = MAX_SIDE) -> Path:
-    """Downscale (longest side <= ``max_side``) and save as JPEG, or PNG for a .png name.
-
-    Converted datasets keep one small, uniform file per example, so that later stages
-    (the tensor cache, the notebooks) never meet the odd formats again.
-    """
-    path = Path(path)
-    if max(img.size) > max_side:
-        img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    if path.suffix.lower() == ".png":
-        img.save(path, format="PNG", optimize=True)
-    else:
-        img.save(path, format="JPEG", quality=90)
-    return path

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emolib.images import MAX_SIDE, REASONS, ImageSkip, load_rgb, save_rgb
+from emolib.images import REASONS, ImageSkip, load_rgb
+from emolib.prepare.staging import MAX_SIDE, save_rgb
 
 
 def pixel(img: Image.Image, xy: tuple[int, int]) -> tuple[int, int, int]:

@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from emolib.images import MAX_SIDE
 from emolib.layout import DataError
+from emolib.prepare.staging import MAX_SIDE
 
 #: command -> (what it builds, [(option, type, default)]); all take --out, --force, --seed
 COMMANDS = {

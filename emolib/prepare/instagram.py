@@ -7,9 +7,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from emolib.images import MAX_SIDE
 from emolib.layout import DataError
-from emolib.prepare.staging import Report, build, clean_text, emoji_kind
+from emolib.prepare.staging import MAX_SIDE, Report, build, clean_text, emoji_kind
 from emolib.text import find_emoji
 
 REPO = "kkcosmos/instagram-images-with-captions"

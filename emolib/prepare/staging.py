@@ -14,13 +14,33 @@ from pathlib import Path
 import emoji
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from emolib import layout
-from emolib.images import ImageSkip, load_rgb, save_rgb
+from emolib.images import ImageSkip, load_rgb
 from emolib.layout import COMPLETE, SPLITS, DataError, Label
 from emolib.text import bare_emoji, emoji_name, find_emoji, strip_emoji
 
 Built = tuple[pd.DataFrame, list[Label], dict]  # what a writer gives build: rows, labels, info
+#: Converted images are downscaled so that their longest side is at most this.
+MAX_SIDE = 512
+
+
+def save_rgb(img: Image.Image, path: str | Path, max_side: int = MAX_SIDE) -> Path:
+    """Downscale (longest side <= ``max_side``) and save as JPEG, or PNG for a .png name.
+
+    Converted datasets keep one small, uniform file per example, so that later stages
+    (the tensor cache, the notebooks) never meet the odd formats again.
+    """
+    path = Path(path)
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if path.suffix.lower() == ".png":
+        img.save(path, format="PNG", optimize=True)
+    else:
+        img.save(path, format="JPEG", quality=90)
+    return path
 
 
 @dataclass

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emolib.images import MAX_SIDE
 from emolib.layout import SPLITS, DataError, csv_records, read_labels
-from emolib.prepare.staging import Report, build, clean_text, resolve_label
+from emolib.prepare.staging import MAX_SIDE, Report, build, clean_text, resolve_label
 
 MAX_MEMBERS, MAX_BYTES = 200_000, 50 * 2**30  # more is refused as a possible archive bomb
 
