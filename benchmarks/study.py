@@ -171,7 +171,8 @@ def device_name() -> str:
                 break
     except OSError:
         pass
-    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {cpu}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def ensure_data(cell: Cell, data_root: Path) -> Path:

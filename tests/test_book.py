@@ -304,6 +304,10 @@ def test_book_builds_with_warnings_as_errors_and_offline(tmp_path):
     launch = f"https://colab.research.google.com/github/{slug}/blob/{BRANCH}/notebooks/"
     assert set(re.findall(r'href="(https://colab[^"]+)"', chapter)) == \
         {f"{launch}{NOTEBOOKS[4].name}"}, "badge and rocket button open the committed notebook"
+    for page in html.rglob("*.html"):  # every Colab link of the book opens a committed file
+        for url in re.findall(r'href="https://colab\.research\.google\.com/github/[^"]+/blob/'
+                              rf'{BRANCH}/([^"]+)"', page.read_text(encoding="utf-8")):
+            assert (ROOT / url).is_file(), f"{page.name}: Colab would open {url}"
     references = (html / "references.html").read_text(encoding="utf-8")
     assert not re.search(r"\[[A-Z][A-Za-z+]{1,5}\d\d\]", references), "no [BBRS18] labels"
     assert "Radford et al., 2021" in references

@@ -6,7 +6,10 @@
    For the book, whose chapters are copies in ``book/notebooks/``, this extension maps
    ``../book/`` to ``../`` and the remote badge image to the copy in ``_static/``, so the
    built book links correctly and loads nothing from the network.
-2. The bibliography style ``emolib_authoryear``: entries sorted by author and year,
+2. Launch buttons only where they open a committed notebook: the chapters. A notebook
+   page of the book itself (the results page) reads the repository's files, and the
+   button would open a path that does not exist.
+3. The bibliography style ``emolib_authoryear``: entries sorted by author and year,
    names as "Radford, A.", and labels in author-year form ("Radford et al., 2021")
    instead of ``[BBRS18]``, matching the text's author-year citations
    (``bibtex_reference_style: author_year``).
@@ -74,6 +77,16 @@ def rewrite_chapter_source(app, docname, source):
     source[0] = source[0].replace(COLAB_BADGE, LOCAL_BADGE).replace("](../book/", "](../")
 
 
+def launch_buttons_for_chapters_only(app, pagename, templatename, context, doctree):
+    """After sphinx-book-theme adds its launch buttons (priority 501), drop them on every
+    page that is not a chapter: only ``notebooks/NN_name`` mirrors a committed notebook
+    (``path_to_book`` in _config.yml)."""
+    if not pagename.startswith("notebooks/"):
+        buttons = context.get("header_buttons", [])
+        buttons[:] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
 def setup(app):
     app.connect("source-read", rewrite_chapter_source)
+    app.connect("html-page-context", launch_buttons_for_chapters_only, priority=502)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
