@@ -489,8 +489,12 @@ def test_progress_lines(uneven_exp, tmp_path, capsys):
     cfg2 = dataclasses.replace(cfg, epochs=2)
     res = fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg2, tmp_path,
               progress=True)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     row = res.history.iloc[0]
+    # the bars (stderr): the text features, then one per epoch run, counted from 1
+    assert "epoch 1/1" in captured.err and "epoch 2/2" in captured.err
+    assert "epoch 1/2" not in captured.err  # resumed after epoch 1: not run again
     assert out.count("precision fp32, batch 32 in micro-batches of 32 on cpu\n") == 2
     assert (f"epoch 1: loss {row['train_loss']:.3f}  val acc {row['val_accuracy']:.3f}  "
             f"val MCC {row['val_mcc']:.3f}  (best)\n") in out
@@ -776,14 +780,103 @@ def test_fit_shuffles_trims_and_hides_labels_by_its_seed_and_is_quiet_when_asked
         _, res = fit_once(uneven_exp, tmp_path / str(seed), epochs=2, seed=seed,
                           label_fraction=0.5)
         runs[seed] = ([lab for lab, _ in seen], [w for _, w in seen], res)
-    assert capsys.readouterr().out == ""  # progress=False: not a line
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""  # progress=False: not a line, not a bar
     labels, widths, res = runs[0]
     half = len(labels) // 2
     # each epoch draws its own order from (seed, epoch); another seed, another order
     assert not all(torch.equal(a, b) for a, b in zip(labels[:half], labels[half:], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(labels, runs[1][0], strict=True))
     train = uneven_exp.cache.indices("train")
-    order = train[np.random.default_rng([0, 0]).permutation(len(train))]
-    hidden = hide_labels(uneven_exp.cache, 0.5, seed=0).labels
-    assert torch.equal(torch.cat(labels[:half]), hidden[order[:len(torch.cat(labels[:half]))]])
+    for seed, (got, _, _) in runs.items():  # epoch 1 of each seed: its own shuffle
+        first = torch.cat(got[:len(got) // 2])
+        order = train[np.random.default_rng([seed, 0]).permutation(len(train))]
+        hidden = hide_labels(uneven_exp.cache, 0.5, seed=seed).labels
+        assert torch.equal(first, hidden[order[:len(first)]]), seed
     assert min(widths) < uneven_exp.model.max_length  # batches trimmed to their texts
+
+
+def test_grad_cache_widens_16_bit_embeddings_and_keeps_wider_ones():
+    """GradCache's InfoNCE and its surrogate see at least float32: embeddings made under
+    16-bit autocast are widened, float64 (the exactness tests') is kept."""
+    for dtype, want in ((torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                        (torch.float32, torch.float32), (torch.float64, torch.float64)):
+        x = torch.tensor([0.1, -2.5], dtype=dtype)
+        got = T._wide(x)
+        assert got.dtype == want, dtype
+        assert torch.equal(got.double(), x.double())  # widening changes no value
+
+
+# fp16 starts at a loss scale of 2**16: GradScaler skips the first overflowing steps, and
+# torch warns that the schedule stepped without an optimizer step (as it should here)
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
+def test_fit_hands_its_plan_to_every_step_and_to_evaluation(uneven_exp, tmp_path,
+                                                           monkeypatch):
+    """The precision, scaler and micro-batch that ``fit`` planned are the ones each step
+    and each validation use: one scaler for the whole run (its loss scale carries over)."""
+    steps, evals = [], []
+    real_step, real_eval = T.train_step, T.evaluate
+
+    def step(model, batch, opt, sched, cfg, precision, scaler, micro):
+        steps.append((precision, scaler, micro))
+        return real_step(model, batch, opt, sched, cfg, precision, scaler, micro)
+
+    def evaluate(model, cache, split, batch_size, precision):
+        evals.append((split, precision))
+        return real_eval(model, cache, split, batch_size, precision)
+
+    monkeypatch.setattr(T, "train_step", step)
+    monkeypatch.setattr(T, "evaluate", evaluate)
+    fit_once(uneven_exp, tmp_path, epochs=2, precision="fp16", micro_batch=16)
+    assert len(steps) == 4 and len(evals) == 2
+    assert {(p, m) for p, _, m in steps} == {("fp16", 16)}
+    scalers = {id(s) for _, s, _ in steps}
+    assert len(scalers) == 1 and steps[0][1].is_enabled()  # one live GradScaler
+    assert evals == [("val", "fp16")] * 2
+
+
+def test_history_averages_the_epochs_steps_and_times_them(uneven_exp, tmp_path,
+                                                          monkeypatch):
+    """train_loss/ce/contrastive are the mean of the epoch's step losses (also for an
+    epoch of one step); epoch_seconds is a duration within the call's own."""
+    import time
+
+    losses, real = [], T.train_step
+    monkeypatch.setattr(T, "train_step", lambda *a, **k: losses.append(real(*a, **k))
+                        or losses[-1])
+    n_train = len(uneven_exp.cache.indices("train"))
+    t0 = time.perf_counter()
+    _, res = fit_once(uneven_exp, tmp_path, epochs=2, batch_size=n_train)  # 1 step each
+    wall = time.perf_counter() - t0
+    assert len(losses) == 2
+    for epoch, step in enumerate(losses):
+        row = res.history.iloc[epoch]
+        assert [row["train_loss"], row["train_ce"], row["train_contrastive"]] == \
+            pytest.approx(step.tolist())
+    assert (res.history["epoch_seconds"] > 0).all()
+    assert res.history["epoch_seconds"].sum() < wall
+    assert res.history["samples_per_second"].tolist() == pytest.approx(
+        (n_train / res.history["epoch_seconds"]).tolist())
+
+
+def test_progress_false_is_quiet_in_every_part_and_true_shows_each(uneven_exp, tmp_path,
+                                                                   capsys):
+    """With a frozen text encoder (its features computed once, with a bar of their own):
+    progress=False prints nothing, also when resuming; progress=True shows the features'
+    bar, the epoch bars and the resume line."""
+    text = dataclasses.replace(uneven_exp.model.text, freeze=True)
+    exp = dataclasses.replace(uneven_exp, model=dataclasses.replace(uneven_exp.model,
+                                                                     text=text))
+    fit_once(exp, tmp_path / "quiet", epochs=1)
+    fit_once(exp, tmp_path / "quiet", epochs=2)  # resumes after epoch 1
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    cfg = dataclasses.replace(exp.train, epochs=3, batch_size=32, patience=10)
+    T.set_seed(0)
+    fit(EmoticonModel(exp.model), exp.cache, cfg, tmp_path / "quiet", progress=True)
+    shown = capsys.readouterr()
+    assert "frozen text encoder" in shown.err and "epoch 3/3" in shown.err
+    assert "resumed from" in shown.out
+    # a finished run resumed: nothing to train, so no features are computed either
+    fit(EmoticonModel(exp.model), exp.cache, cfg, tmp_path / "quiet", progress=True)
+    assert "frozen text encoder" not in capsys.readouterr().err
