@@ -302,6 +302,7 @@ def test_without_dropout_micro_batches_equal_one_pass():
         torch.testing.assert_close(got[name], g, rtol=1e-8, atol=1e-10, msg=name)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # fp16
 def test_fp16_with_grad_scaler_stays_finite_and_skips_an_inf_step():
     model = EmoticonModel(get_profile("smoke").model)
     cfg = TrainConfig(lr=1e-3)
@@ -531,6 +532,7 @@ def test_grad_checkpointing_is_switched_on_for_trained_encoders_only(uneven_exp,
     assert not checkpointing(model.text_encoder.backbone)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # fp16
 def test_fp16_resume_restores_the_loss_scale(uneven_exp, tmp_path):
     fit_once(uneven_exp, tmp_path, epochs=1, precision="fp16")
     state = load_checkpoint(tmp_path / "checkpoint.pt")
