@@ -38,7 +38,7 @@ def choose_precision(device: torch.device, requested: str = "auto",
                      capability: tuple[int, int] | None = None) -> str:
     """"bf16", "fp16" or "fp32" for ``device``; ``requested`` other than "auto" wins."""
     if requested != "auto":
-        if requested not in ("bf16", "fp16", "fp32"):
+        if requested not in PRECISIONS:
             raise ValueError(f"precision must be auto, bf16, fp16 or fp32; got {requested!r}")
         return requested
     if device.type != "cuda":
@@ -47,9 +47,20 @@ def choose_precision(device: torch.device, requested: str = "auto",
     return "bf16" if major >= 8 else "fp16"
 
 
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS` ("auto" is resolved before, by
+    :func:`choose_precision`); a typo must not silently train in another precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be bf16, fp16 or fp32; got {precision!r}")
+    return precision
+
+
 def autocast(device: torch.device, precision: str):
     """Autocast to bf16/fp16 (matmuls on tensor cores), or nothing for fp32."""
-    if precision == "fp32":
+    if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
@@ -57,7 +68,7 @@ def autocast(device: torch.device, precision: str):
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Loss scaling for fp16 (its range is too small for small gradients); a no-op else."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=check_precision(precision) == "fp16")
 
 
 def activation_bytes_per_sample(model: torch.nn.Module, precision: str) -> int:

@@ -66,6 +66,15 @@ def test_grad_scaler_only_for_fp16(precision):
     assert scaler._device == "cpu"
 
 
+@pytest.mark.parametrize("precision", ["auto", "FP32", "float16", None, ""])
+def test_autocast_and_grad_scaler_refuse_what_is_not_a_precision(precision):
+    """Anything but bf16/fp16/fp32 is an error, not a silent fp16 autocast."""
+    with pytest.raises(ValueError, match="precision must be bf16, fp16 or fp32"):
+        autocast(torch.device("cpu"), precision)
+    with pytest.raises(ValueError, match="precision must be bf16, fp16 or fp32"):
+        grad_scaler(torch.device("cpu"), precision)
+
+
 def smoke_model(freeze_text=False, last_layers=None):
     cfg = get_profile("smoke").model
     cfg.text.freeze = freeze_text

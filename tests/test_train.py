@@ -198,6 +198,8 @@ def test_schedule_properties(total, ratio):
     assert all(b <= a + 1e-12 for a, b in zip(after, after[1:], strict=False))
     if total > warmup:
         assert f(total) == pytest.approx(0.0, abs=1e-12)
+        # past the end (a step counted twice, a longer resumed run): it stays at 0
+        assert all(f(total + k) == pytest.approx(0.0, abs=1e-12) for k in (1, total))
 
 
 def test_schedule_examples():
@@ -606,6 +608,9 @@ def test_set_seed_seeds_python_numpy_and_torch():
     assert draws[0] == draws[1]
     T.set_seed(5)
     assert np.random.rand() == draws[0][1]  # numpy takes the seed modulo 2**32
+    for seed in (2, 3, 1000):  # and the seed itself, not some function of it
+        T.set_seed(seed)
+        assert np.random.rand() == np.random.RandomState(seed).rand()
 
 
 def step_setup(**cfg):
@@ -882,3 +887,49 @@ def test_progress_false_is_quiet_in_every_part_and_true_shows_each(uneven_exp, t
     # a finished run resumed: nothing to train, so no features are computed either
     fit(EmoticonModel(exp.model), exp.cache, cfg, tmp_path / "quiet", progress=True)
     assert "frozen text encoder" not in capsys.readouterr().err
+
+
+def test_evaluate_predicts_in_the_precision_it_is_given(tiny_synth, monkeypatch):
+    exp = experiment("smoke", tiny_synth, progress=False)
+    model = EmoticonModel(exp.model)
+    asked, real = [], T.predict
+    monkeypatch.setattr(T, "predict", lambda m, b, precision: asked.append(precision)
+                        or real(m, b, precision))
+    plain = evaluate(model, exp.cache, "val")
+    half = evaluate(model, exp.cache, "val", 64, "bf16")
+    assert asked == ["fp32", "bf16"]
+    assert half["n"] == plain["n"] and abs(half["accuracy"] - plain["accuracy"]) < 0.2
+
+
+def test_a_progress_line_marks_only_the_improving_epochs(uneven_exp, tmp_path, monkeypatch,
+                                                         capsys):
+    values, real = iter([0.5, 0.4, 0.6]), T.evaluate
+
+    def scripted(model, cache, split, *a):
+        return {**real(model, cache, split, *a), "mcc": next(values)}
+
+    monkeypatch.setattr(T, "evaluate", scripted)
+    cfg = dataclasses.replace(uneven_exp.train, epochs=3, batch_size=32, patience=10)
+    T.set_seed(0)
+    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path, progress=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.endswith("  (best)") for ln in lines] == [True, False, True]
+    assert lines[1].endswith(f"val MCC {0.4:.3f}")  # nothing after the numbers
+
+
+@pytest.mark.parametrize("weight", [0.5, 0.0])
+def test_a_step_in_micro_batches_moves_the_model_as_one_pass(weight):
+    """train_step with micro-batches (GradCache) and without: the same update, the
+    contrastive term included (dropout off, so both passes are exact)."""
+    models = []
+    for micro in (None, 3):
+        torch.manual_seed(0)
+        model = tiny_model(dropout=0.0).train()  # float64: AdamW's first step is close
+        cfg = TrainConfig(lr=1e-3, contrastive_weight=weight)  # to sign(g), so exact sums
+        opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 10)
+        out = T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=micro)
+        models.append((model, out))
+    (one, out1), (micro, out2) = models
+    torch.testing.assert_close(out2, out1, rtol=1e-9, atol=1e-12)
+    for (name, a), b in zip(one.named_parameters(), micro.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
