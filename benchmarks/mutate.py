@@ -137,10 +137,21 @@ def results_of(work: Path, module: str) -> dict:
 
 def run_module(base: Path, module: str, children: int, rerun: bool = False) -> dict:
     """mutmut on ``module`` in a fresh copy; with ``rerun``, only the survivors of the last
-    run, against the current tests (killed mutants stay killed: tests were only added)."""
+    run, against the current tests and the current other modules (killed mutants stay
+    killed: tests were only added; the mutated module itself must be unchanged)."""
     names: list[str] = []
     if rerun and (base / module / "mutants").is_dir():
         work = base / module
+        if (work / "emolib" / f"{module}.py").read_text() != \
+                (ROOT / "emolib" / f"{module}.py").read_text():
+            raise SystemExit(f"emolib/{module}.py changed since its mutation run: its mutants "
+                             "are of the old code; run it again without --rerun-survivors")
+        for src in (ROOT / "emolib").rglob("*.py"):  # today's other modules, unmutated
+            rel = src.relative_to(ROOT)
+            if rel != Path("emolib", f"{module}.py"):
+                for dest in (work / rel, work / "mutants" / rel):
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dest)
         known = equivalents()  # explained: nothing to re-test
         names = sorted(n for n, s in results_of(work, module)["status"].items()
                        if s in SURVIVED and n not in known)

@@ -24,6 +24,8 @@ def test_a_short_epoch_stretches_epochs_and_patience_alike():
     assert epochs * 31 >= 8 * 75 > (epochs - 1) * 31
     assert patience == math.ceil(3 * 75 / 31)
     assert schedule(TrainConfig(epochs=3, patience=3, min_epoch_steps=75), 25) == (9, 9)
+    assert schedule(cfg, 1) == (600, 225)  # one batch an epoch: 600 epochs of one step
+    assert schedule(cfg, 74) == (9, 4) and schedule(cfg, 75) == (8, 3)  # the boundary
 
 
 def test_the_cpu_recipe_keeps_the_default_emosynth_schedule():
