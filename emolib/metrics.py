@@ -50,6 +50,11 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, k: int = 3
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict:
-    """Precision, recall, F1 and support per class (scikit-learn's report as a dict)."""
-    return classification_report(y_true, y_pred, labels=np.arange(len(names)),
-                                 target_names=names, output_dict=True, zero_division=0)
+    """Precision, recall, F1 and support per class, then their macro and weighted
+    averages: scikit-learn's report as a dict of rows, without its one scalar entry
+    (accuracy, which :func:`label_metrics` gives) that a table would show as a row."""
+    report = classification_report(y_true, y_pred, labels=np.arange(len(names)),
+                                   target_names=names, output_dict=True, zero_division=0)
+    report.pop("accuracy", None)
+    report.pop("micro avg", None)  # = accuracy when every prediction is one of the labels
+    return report

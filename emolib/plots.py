@@ -97,7 +97,8 @@ def fusion_weights(weights: np.ndarray, y: np.ndarray, names: Sequence[str],
 
 def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
                  metric: str = "accuracy"):
-    """One bar per model, with the EmoSynth ceilings as lines."""
+    """One bar per model, with the EmoSynth ceilings (analytic, :func:`synth.ceilings`:
+    the average over test splits; one split's Bayes accuracy differs a little) as lines."""
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.38 * len(table)))
     ax.barh(table.index, table[metric], color="tab:blue")
     for i, v in enumerate(table[metric]):  # on white: readable over a ceiling line
@@ -105,8 +106,9 @@ def results_bars(table: pd.DataFrame, ceilings: dict[str, float] | None = None,
                 bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
     for key, style in (("joint", "-"), ("text", "--")):
         if ceilings and key in ceilings:
-            label = "joint ceiling" if key == "joint" else "single-modality ceiling"
-            ax.axvline(ceilings[key], color="gray", ls=style, label=label)
+            name = "joint" if key == "joint" else "single-modality"
+            ax.axvline(ceilings[key], color="gray", ls=style,
+                       label=f"{name} ceiling {ceilings[key]:.3f} (analytic)")
     ax.set(xlim=(0, 1.08), xlabel=f"test {metric}")
     ax.invert_yaxis()
     if ceilings:  # below the axis: no bar or value label is covered

@@ -36,6 +36,11 @@ def test_report():
     y, p = np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2])
     rep = per_class_report(y, p, ["a", "b", "c"])
     assert rep["b"]["recall"] == 0 and rep["c"]["precision"] == pytest.approx(2 / 3)
+    # one row per class and per average, each a full row: a table of it has no odd row
+    assert list(rep) == ["a", "b", "c", "macro avg", "weighted avg"]
+    assert all(set(row) == {"precision", "recall", "f1-score", "support"}
+               for row in rep.values())
+    assert rep["weighted avg"]["support"] == len(y)
 
 
 def test_shape_errors():
