@@ -191,3 +191,13 @@ def test_write_atomic_ends_with_one_newline_and_leaves_no_temporary(tmp_path, mo
     with pytest.raises(OSError):
         write_atomic(target, "new")
     assert target.read_text() == "é\n"  # the old file, whole
+
+
+def test_csv_records_reads_the_separator_it_is_given(tmp_path):
+    """Tab-separated tables (the twitter converter's TSV) split on tabs, not commas."""
+    from emolib.layout import csv_records
+
+    lines = ["id\ttext\n", 'a\thello, world\n', 'b\t"tab\there"\n']
+    assert csv_records(lines, tmp_path / "t.tsv", sep="\t") == [
+        ["id", "text"], ["a", "hello, world"], ["b", "tab\there"]]
+    assert csv_records(["a,b\n"], tmp_path / "t.csv") == [["a", "b"]]  # comma by default

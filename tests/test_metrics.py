@@ -41,6 +41,9 @@ def test_report():
     assert all(set(row) == {"precision", "recall", "f1-score", "support"}
                for row in rep.values())
     assert rep["weighted avg"]["support"] == len(y)
+    # a prediction outside the named classes: scikit-learn adds "micro avg", not accuracy
+    rep = per_class_report(np.array([0, 1, 1]), np.array([0, 3, 1]), ["a", "b"])
+    assert list(rep) == ["a", "b", "macro avg", "weighted avg"]
 
 
 def test_shape_errors():
