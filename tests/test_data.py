@@ -119,7 +119,7 @@ def test_per_item_path_equals_the_cache_and_skips_bad_images(tiny_synth, tmp_pat
     row = ds.rows.iloc[-1]
     item = ds[len(ds) - 1]
     pos = int(np.flatnonzero(cache.ids == row["id"])[0])
-    assert torch.equal(item["image"], torch.from_numpy(np.asarray(cache.images[cache.rows[pos]])))
+    assert torch.equal(item["image"], torch.from_numpy(np.array(cache.images[cache.rows[pos]])))
 
 
 def test_batches_shuffle_per_epoch_deterministically_and_shard(tiny_synth, tokenizer):
