@@ -208,6 +208,23 @@ def ceilings_of(cell: Cell, data_dir: Path) -> dict:
             "ceiling": ceiling, "ceiling_test": ceiling_test}
 
 
+_TEST_SPLIT: dict[tuple[str, Path], tuple] = {}
+
+
+def scored_posts(profile: str, data_dir: Path) -> tuple:
+    """(tensor cache, test indices, true class of each test post), once per dataset and
+    profile: every run of one setting is scored on the same posts."""
+    from emolib.run import experiment
+
+    if (profile, data_dir) not in _TEST_SPLIT:
+        cache = experiment(profile, data_dir, progress=False).cache
+        test = cache.indices("test")
+        lat = pd.read_csv(data_dir / "latents.csv").set_index("id")
+        _TEST_SPLIT[profile, data_dir] = (cache, test,
+                                          lat.loc[cache.ids[test], "true_class"].to_numpy())
+    return _TEST_SPLIT[profile, data_dir]
+
+
 def cue_accuracy(cell: Cell, run_dir: Path, data_dir: Path) -> dict:
     """Where the best model's test errors come from, against each post's *true* class
     (``latents.csv``; the observed label may be noise): ``clean_accuracy`` is the share of
@@ -216,15 +233,12 @@ def cue_accuracy(cell: Cell, run_dir: Path, data_dir: Path) -> dict:
     true class's text pair / image pair, the half of the class that modality says."""
     from emolib.data import BatchIterator
     from emolib.model import predict
-    from emolib.run import experiment, load_run
+    from emolib.run import load_run
     from emolib.synth import image_group, text_group
 
-    exp = experiment(cell.profile, data_dir, progress=False)
-    test = exp.cache.indices("test")
-    logits = predict(load_run(run_dir).model, BatchIterator(exp.cache, test, 256))["logits"]
+    cache, test, true = scored_posts(cell.profile, data_dir)
+    logits = predict(load_run(run_dir).model, BatchIterator(cache, test, 256))["logits"]
     pred = logits.argmax(1)
-    lat = pd.read_csv(data_dir / "latents.csv").set_index("id")
-    true = lat.loc[exp.cache.ids[test], "true_class"].to_numpy()
     k = cell.classes
     return {"clean_accuracy": float(np.mean(pred == true)),
             "text_pair_accuracy": float(np.mean(text_group(pred, k) == text_group(true, k))),

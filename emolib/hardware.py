@@ -34,6 +34,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
 def choose_precision(device: torch.device, requested: str = "auto",
                      capability: tuple[int, int] | None = None) -> str:
     """"bf16", "fp16" or "fp32" for ``device``; ``requested`` other than "auto" wins."""
@@ -45,9 +48,6 @@ def choose_precision(device: torch.device, requested: str = "auto",
         return "fp32"
     major, _ = capability or torch.cuda.get_device_capability(device)
     return "bf16" if major >= 8 else "fp16"
-
-
-PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 def check_precision(precision: str) -> str:

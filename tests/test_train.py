@@ -28,6 +28,9 @@ from emolib.train import (
 )
 
 TIMING = ["epoch_seconds", "samples_per_second"]
+# fp16 starts at a loss scale of 2**16: GradScaler skips the first overflowing steps, and
+# torch warns that the schedule stepped without an optimizer step (as it should there)
+FP16_SKIPS = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
 
 
 def run(data, out, **kw):
@@ -304,7 +307,7 @@ def test_without_dropout_micro_batches_equal_one_pass():
         torch.testing.assert_close(got[name], g, rtol=1e-8, atol=1e-10, msg=name)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # fp16
+@FP16_SKIPS
 def test_fp16_with_grad_scaler_stays_finite_and_skips_an_inf_step():
     model = EmoticonModel(get_profile("smoke").model)
     cfg = TrainConfig(lr=1e-3)
@@ -371,7 +374,8 @@ def uneven_exp(uneven_synth):
     return experiment("smoke", uneven_synth, progress=False)
 
 
-def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True, **overrides):
+def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True,
+             progress=False, **overrides):
     """``fit`` of a freshly seeded smoke model; ``script``: the validation MCC per epoch."""
     cfg = dataclasses.replace(exp.train, **{"epochs": 2, "batch_size": 32, "patience": 10,
                                             **overrides})  # 2 steps an epoch: fast
@@ -386,7 +390,7 @@ def fit_once(exp, out, script=None, monkeypatch=None, model=None, resume=True, *
         monkeypatch.setattr(T, "evaluate", scripted)
     T.set_seed(0)
     model = model or EmoticonModel(exp.model)
-    return model, fit(model, exp.cache, cfg, out, progress=False, resume=resume)
+    return model, fit(model, exp.cache, cfg, out, progress=progress, resume=resume)
 
 
 def test_ties_do_not_move_the_best_epoch_and_patience_counts_from_it(uneven_exp, tmp_path,
@@ -534,7 +538,7 @@ def test_grad_checkpointing_is_switched_on_for_trained_encoders_only(uneven_exp,
     assert not checkpointing(model.text_encoder.backbone)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # fp16
+@FP16_SKIPS
 def test_fp16_resume_restores_the_loss_scale(uneven_exp, tmp_path):
     fit_once(uneven_exp, tmp_path, epochs=1, precision="fp16")
     state = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -814,9 +818,7 @@ def test_grad_cache_widens_16_bit_embeddings_and_keeps_wider_ones():
         assert torch.equal(got.double(), x.double())  # widening changes no value
 
 
-# fp16 starts at a loss scale of 2**16: GradScaler skips the first overflowing steps, and
-# torch warns that the schedule stepped without an optimizer step (as it should here)
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
+@FP16_SKIPS
 def test_fit_hands_its_plan_to_every_step_and_to_evaluation(uneven_exp, tmp_path,
                                                            monkeypatch):
     """The precision, scaler and micro-batch that ``fit`` planned are the ones each step
@@ -878,14 +880,12 @@ def test_progress_false_is_quiet_in_every_part_and_true_shows_each(uneven_exp, t
     fit_once(exp, tmp_path / "quiet", epochs=2)  # resumes after epoch 1
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
-    cfg = dataclasses.replace(exp.train, epochs=3, batch_size=32, patience=10)
-    T.set_seed(0)
-    fit(EmoticonModel(exp.model), exp.cache, cfg, tmp_path / "quiet", progress=True)
+    fit_once(exp, tmp_path / "quiet", epochs=3, progress=True)
     shown = capsys.readouterr()
     assert "frozen text encoder" in shown.err and "epoch 3/3" in shown.err
     assert "resumed from" in shown.out
     # a finished run resumed: nothing to train, so no features are computed either
-    fit(EmoticonModel(exp.model), exp.cache, cfg, tmp_path / "quiet", progress=True)
+    fit_once(exp, tmp_path / "quiet", epochs=3, progress=True)
     assert "frozen text encoder" not in capsys.readouterr().err
 
 
@@ -903,15 +903,7 @@ def test_evaluate_predicts_in_the_precision_it_is_given(tiny_synth, monkeypatch)
 
 def test_a_progress_line_marks_only_the_improving_epochs(uneven_exp, tmp_path, monkeypatch,
                                                          capsys):
-    values, real = iter([0.5, 0.4, 0.6]), T.evaluate
-
-    def scripted(model, cache, split, *a):
-        return {**real(model, cache, split, *a), "mcc": next(values)}
-
-    monkeypatch.setattr(T, "evaluate", scripted)
-    cfg = dataclasses.replace(uneven_exp.train, epochs=3, batch_size=32, patience=10)
-    T.set_seed(0)
-    fit(EmoticonModel(uneven_exp.model), uneven_exp.cache, cfg, tmp_path, progress=True)
+    fit_once(uneven_exp, tmp_path, [0.5, 0.4, 0.6], monkeypatch, epochs=3, progress=True)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
     assert [ln.endswith("  (best)") for ln in lines] == [True, False, True]
     assert lines[1].endswith(f"val MCC {0.4:.3f}")  # nothing after the numbers
