@@ -70,6 +70,7 @@ class TrainConfig:
     patience: int = 3                # early stopping on validation MCC
     min_epoch_steps: int = 0         # an epoch of fewer optimizer steps counts as a part of
                                      # one: epochs and patience stretch (train.schedule)
+    augment: bool = False            # training images: random flips and shifts (train.augment)
     seed: int = 0
     precision: str = "auto"          # "auto" (by hardware), "bf16", "fp16" or "fp32"
     compile: bool = False

@@ -102,6 +102,19 @@ def schedule(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     return math.ceil(cfg.epochs * factor), math.ceil(cfg.patience * factor)
 
 
+def augment(images: torch.Tensor) -> torch.Tensor:
+    """A batch of images, each flipped left-right with probability 1/2 and shifted by up to
+    1/8 of its side in x and y (borders reflected); draws from torch's generator, which
+    ``fit`` reseeds every epoch (exact resume)."""
+    b, _, h, w = images.shape
+    flip = torch.rand(b, device=images.device) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    pad = max(1, min(h, w) // 8)
+    padded = nn.functional.pad(images.float(), (pad,) * 4, mode="reflect").to(images.dtype)
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2)).tolist()
+    return torch.stack([padded[i, :, y:y + h, x:x + w] for i, (y, x) in enumerate(shifts)])
+
+
 def make_optimizer(model: EmoticonModel, cfg: TrainConfig, device: torch.device,
                    total_steps: int):
     """AdamW (fused into one kernel per step on CUDA) and its warmup + cosine schedule."""
@@ -364,6 +377,8 @@ def fit(model: EmoticonModel, cache: TensorCache, cfg: TrainConfig, out_dir: str
         bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not (progress and info.is_main))
         for batch in bar:
+            if cfg.augment:
+                batch["pixel_values"] = augment(batch["pixel_values"])
             sums += train_step(step_model, batch, opt, sched, cfg, precision, scaler, micro)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the clock reads finished work
