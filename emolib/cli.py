@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
                  "compile": args.compile or None, "num_threads": args.threads,
                  "precision": args.precision, "micro_batch": args.micro_batch,
                  "grad_checkpointing": args.grad_checkpointing or None,
-                 "label_fraction": args.label_fraction}
+                 "label_fraction": args.label_fraction, "augment": args.augment or None}
     result = train(args.profile, args.data, args.out, mode=args.mode, fusion=args.fusion,
                    resume=not args.no_resume, **overrides)
     m = result.test_metrics
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--augment", action="store_true",
+                    help="random flips and shifts of the training images")
     tr.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default=None,
                     help="default auto: bf16 on GPUs with native bf16, fp16 below, fp32 on CPU")
     tr.add_argument("--micro-batch", type=int, default=None,

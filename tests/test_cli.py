@@ -52,3 +52,23 @@ def test_bad_input_gives_a_one_line_error(tmp_path):
     assert r.returncode == 2 and "classes must be even" in r.stderr
     r = cli("predict", "--run", str(tmp_path), "--text", "x", "--image", "y.png")
     assert r.returncode == 2 and "model.safetensors not found" in r.stderr
+
+
+def test_train_flags_reach_the_trainer(monkeypatch, tmp_path):
+    """Each flag becomes its TrainConfig field; an absent one leaves the profile's."""
+    import emolib.run
+
+    seen = []
+
+    def fake_train(profile, data, out, **kw):
+        seen.append(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(emolib.run, "train", fake_train)
+    for extra in ([], ["--augment", "--label-fraction", "0.2", "--seed", "3"]):
+        with pytest.raises(SystemExit):
+            main(["train", "--data", str(tmp_path), *extra])
+    plain, flagged = seen
+    assert plain["augment"] is None and plain["label_fraction"] is None
+    assert flagged["augment"] is True and flagged["label_fraction"] == 0.2
+    assert flagged["seed"] == 3

@@ -111,6 +111,34 @@ def test_run_folders_follow_the_configuration():
     assert len({study.recipe_hash(c) for c in cells}) == 1, "one recipe for the whole grid"
 
 
+def test_an_opt_in_option_renames_no_run_while_off():
+    """Adding a training option must not orphan the finished runs: off, it is left out
+    of the configuration; on, it names new folders. The committed rows name the folders
+    and recipe that today's code computes."""
+    cells = study.expand(study.GRID)
+    full = cells[0]
+    assert all(k not in study.effective_config(full)["train"] for k in study.OPT_IN)
+    on = study.Cell(**{**full.__dict__, "overrides": {"augment": True}})
+    assert study.effective_config(on)["train"]["augment"] is True
+    assert study.run_name(on) != study.run_name(full)
+    assert study.recipe_hash(on) != study.recipe_hash(full)
+    by_key = {c.key(): c for c in cells}
+    for rec in pd.read_csv(study.CSV).to_dict("records"):
+        cell = by_key[tuple(rec[k] for k in study.KEY)]
+        assert rec["recipe"] == study.recipe_hash(cell)
+        assert rec["run"].endswith(f"{cell.data_name}/{study.run_name(cell)}")
+
+
+def test_seeds_replace_every_lines_seeds():
+    grid = study.expand(study.GRID)
+    two = study.expand(study.GRID, seeds=(0, 1))
+    assert {c.seed for c in two} == {0, 1}
+    settings = {c.key()[:2] + c.key()[3:] for c in grid}
+    assert {c.key()[:2] + c.key()[3:] for c in two} == settings
+    assert len(two) == 2 * len(settings)
+    assert study.expand(study.GRID, seeds=None) == grid
+
+
 def test_steps_per_epoch_matches_the_trainer():
     assert study.steps_per_epoch(4800, 64) == 75
     assert study.steps_per_epoch(1600, 64) == 25

@@ -91,6 +91,9 @@ def test_an_interrupted_run_with_augment_and_a_stretched_schedule_resumes_exactl
     a = T.load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     b = T.load_checkpoint(tmp_path / "part" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    train("smoke", tiny_synth, tmp_path / "plain", **{**kw, "augment": False})
+    c = T.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["model"]
+    assert not all(torch.equal(a[k], c[k]) for k in a), "augment changes what is learnt"
     timing = ["epoch_seconds", "samples_per_second"]
     pd.testing.assert_frame_equal(whole.history.drop(columns=timing),
                                   resumed.history.drop(columns=timing))
