@@ -80,7 +80,7 @@ GRID = [
 ]
 #: Training options added after the study's runs, left out of a run's configuration (so
 #: of its folder name and recipe) while off: adding one renames no finished run.
-OPT_IN = {"augment": False}
+OPT_IN = {"augment": False, "gce_q": 0.0}
 #: ``--quick``: the smoke profile on tiny sets (seconds), for the tests.
 QUICK_GRID = [
     dict(experiment="ablation", variant=("full", "text_only"), seed=(0,),

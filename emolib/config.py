@@ -70,6 +70,7 @@ class TrainConfig:
     patience: int = 3                # early stopping on validation MCC
     min_epoch_steps: int = 0         # an epoch of fewer optimizer steps counts as a part of
                                      # one: epochs and patience stretch (train.schedule)
+    gce_q: float = 0.0               # > 0: generalized cross-entropy (losses), q -> 0 is CE
     augment: bool = False            # training images: random flips and shifts (train.augment)
     seed: int = 0
     precision: str = "auto"          # "auto" (by hardware), "bf16", "fp16" or "fp32"
@@ -81,6 +82,8 @@ class TrainConfig:
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        if not 0.0 <= self.gce_q <= 1.0:
+            raise ValueError(f"gce_q must be in [0, 1] (0: cross-entropy); got {self.gce_q}")
         if not 0.0 < self.label_fraction <= 1.0:
             raise ValueError(f"label_fraction must be in (0, 1]; got {self.label_fraction}")
         if self.batch_size < 1 or (self.micro_batch is not None and self.micro_batch < 1):

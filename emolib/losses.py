@@ -71,27 +71,37 @@ def clamp_logit_scale_(log_scale: torch.nn.Parameter, max_scale: float = MAX_LOG
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor,
-                        count: int | torch.Tensor | None = None) -> torch.Tensor:
+                        count: int | torch.Tensor | None = None, q: float = 0.0
+                        ) -> torch.Tensor:
     """Cross-entropy summed over labelled posts, divided by ``count`` (default: their number).
 
-    Hidden labels (``IGNORE``) add nothing; a batch without any labelled post gives 0.
-    Micro-batches pass the count of the whole batch, so their sum is the batch's mean.
+    ``q`` > 0: the generalized cross-entropy (1 - p_y^q) / q (Zhang & Sabuncu, 2018),
+    whose pull towards a label the model finds unlikely (a wrong one) is bounded; q -> 0
+    is cross-entropy. Hidden labels (``IGNORE``) add nothing; a batch without any labelled
+    post gives 0. Micro-batches pass the count of the whole batch, so their sum is the
+    batch's mean.
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
+    if q:
+        seen = labels != IGNORE
+        log_p = logits[seen].log_softmax(-1).gather(1, labels[seen, None])
+        ce = ((1 - (q * log_p).exp()) / q).sum()
+    else:
+        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
     if count is None:
         count = (labels != IGNORE).sum()
     return ce / torch.as_tensor(count, device=ce.device).clamp_min(1)
 
 
-def compute_loss(out, labels: torch.Tensor, contrastive_weight: float
+def compute_loss(out, labels: torch.Tensor, contrastive_weight: float, q: float = 0.0
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """CE + lambda * InfoNCE for a model output; returns the total and its detached parts.
 
     ``out`` has ``logits`` and, for a two-branch model, ``text_embed``, ``image_embed`` and
     ``logit_scale``. The InfoNCE value is reported even at lambda = 0 (an ablation).
+    ``q`` > 0 makes the CE term the generalized one (:func:`classification_loss`).
     """
-    ce = classification_loss(out.logits, labels)
+    ce = classification_loss(out.logits, labels, q=q)
     parts = {"ce": ce.detach()}
     loss = ce
     if out.logit_scale is not None:

@@ -146,7 +146,8 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
 
 
 def micro_batched_backward(model: nn.Module, batch: dict, micro: int, weight: float,
-                           precision: str, scaler) -> dict[str, torch.Tensor]:
+                           precision: str, scaler, q: float = 0.0
+                           ) -> dict[str, torch.Tensor]:
     """Backward of CE + weight * InfoNCE over the whole batch, ``micro`` posts at a time.
 
     GradCache (Gao et al. 2021), as open_clip's ``accum_freq``: (1) embed every
@@ -187,7 +188,7 @@ def micro_batched_backward(model: nn.Module, batch: dict, micro: int, weight: fl
         with no_sync() if no_sync and not last else contextlib.nullcontext():
             with autocast(device, precision):
                 out = model(**chunk)
-            part = classification_loss(out.logits, chunk["labels"], labelled)
+            part = classification_loss(out.logits, chunk["labels"], labelled, q)
             surrogate = scaler.scale(part)
             if grads[i] is not None:  # d(loss)/d(embedding), already scaled
                 surrogate = surrogate + (_wide(out.text_embed) * grads[i][0]).sum() \
@@ -223,11 +224,11 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.opti
     opt.zero_grad(set_to_none=True)
     if micro_batch and micro_batch < len(batch["labels"]):
         parts = micro_batched_backward(model, batch, micro_batch, cfg.contrastive_weight,
-                                       precision, scaler)
+                                       precision, scaler, cfg.gce_q)
     else:
         with autocast(device, precision):
             out = model(**batch)
-        loss, parts = compute_loss(out, batch["labels"], cfg.contrastive_weight)
+        loss, parts = compute_loss(out, batch["labels"], cfg.contrastive_weight, cfg.gce_q)
         scaler.scale(loss).backward()
     scaler.unscale_(opt)
     if cfg.grad_clip:

@@ -86,6 +86,50 @@ def test_logits_are_float32_under_autocast():
     assert got.item() == pytest.approx(exact.item(), rel=1e-5)
 
 
+def test_generalized_ce_is_its_formula_and_tends_to_ce():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, -100, 2, 3, -100, 1])
+    seen = labels >= 0
+    p_y = logits[seen].softmax(-1).gather(1, labels[seen, None]).squeeze(1)
+    for q in (0.3, 0.7, 1.0):
+        want = ((1 - p_y ** q) / q).mean()
+        got = classification_loss(logits, labels, q=q)
+        assert got.item() == pytest.approx(want.item(), rel=1e-12)
+        halves = sum(classification_loss(logits[i:i + 3], labels[i:i + 3], count=4, q=q)
+                     for i in (0, 3))
+        assert halves.item() == pytest.approx(want.item(), rel=1e-12)
+    ce = F.cross_entropy(logits[seen], labels[seen])
+    assert classification_loss(logits, labels, q=1e-7).item() == pytest.approx(
+        ce.item(), rel=1e-5)
+    assert classification_loss(logits[:1], torch.tensor([-100]), q=0.7).item() == 0.0
+
+
+def test_generalized_ce_weighs_each_post_by_how_likely_the_model_finds_its_label():
+    """d GCE / d logits = p_y^q * d CE / d logits: a label the model finds unlikely (often
+    a wrong one) pulls with weight p_y^q < 1, where cross-entropy pulls with weight 1."""
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])  # the second post's label is one the model doubts
+    q = 0.7
+    grads = []
+    for qq in (0.0, q):
+        z = logits.clone().requires_grad_()
+        classification_loss(z, labels, count=1, q=qq).backward()
+        grads.append(z.grad)
+    p_y = logits.softmax(-1).gather(1, labels[:, None])
+    torch.testing.assert_close(grads[1], p_y ** q * grads[0])
+    assert (p_y ** q)[1].item() < 0.1 < 0.9 < (p_y ** q)[0].item()
+
+
+def test_train_config_refuses_a_q_outside_0_1():
+    from emolib.config import TrainConfig
+
+    for q in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="gce_q"):
+            TrainConfig(gce_q=q).check()
+    TrainConfig(gce_q=0.7).check()
+
+
 def test_classification_loss_ignores_hidden_labels_and_sums_across_micro_batches():
     torch.manual_seed(0)
     logits, labels = torch.randn(6, 4), torch.tensor([0, -100, 2, 3, -100, 1])

@@ -909,19 +909,27 @@ def test_a_progress_line_marks_only_the_improving_epochs(uneven_exp, tmp_path, m
     assert lines[1].endswith(f"val MCC {0.4:.3f}")  # nothing after the numbers
 
 
-@pytest.mark.parametrize("weight", [0.5, 0.0])
-def test_a_step_in_micro_batches_moves_the_model_as_one_pass(weight):
+def one_step(micro=None, **train):
+    torch.manual_seed(0)
+    model = tiny_model(dropout=0.0).train()  # float64: AdamW's first step is close
+    cfg = TrainConfig(lr=1e-3, **train)      # to sign(g), so exact sums
+    opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 10)
+    return model, T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=micro)
+
+
+@pytest.mark.parametrize("weight,q", [(0.5, 0.0), (0.0, 0.0), (0.5, 0.7)])
+def test_a_step_in_micro_batches_moves_the_model_as_one_pass(weight, q):
     """train_step with micro-batches (GradCache) and without: the same update, the
-    contrastive term included (dropout off, so both passes are exact)."""
-    models = []
-    for micro in (None, 3):
-        torch.manual_seed(0)
-        model = tiny_model(dropout=0.0).train()  # float64: AdamW's first step is close
-        cfg = TrainConfig(lr=1e-3, contrastive_weight=weight)  # to sign(g), so exact sums
-        opt, sched = T.make_optimizer(model, cfg, torch.device("cpu"), 10)
-        out = T.train_step(model, tiny_batch(), opt, sched, cfg, micro_batch=micro)
-        models.append((model, out))
-    (one, out1), (micro, out2) = models
+    contrastive term and the generalized CE included (dropout off: both passes exact)."""
+    (one, out1), (micro, out2) = (one_step(m, contrastive_weight=weight, gce_q=q)
+                                  for m in (None, 3))
     torch.testing.assert_close(out2, out1, rtol=1e-9, atol=1e-12)
     for (name, a), b in zip(one.named_parameters(), micro.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_train_step_takes_the_generalized_ce_from_the_config():
+    (plain, out0), (gce, out1) = (one_step(gce_q=q) for q in (0.0, 0.7))
+    assert out1[1] < out0[1], "(1 - p^q) / q < -log p: the reported CE term is GCE's"
+    assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), gce.parameters(),
+                                                      strict=True))
