@@ -79,8 +79,8 @@ GRID = [
          classes=(4, 8, 16), noise=(0.0, 0.1), size=(2000,), data_seed=(0,)),
 ]
 #: Training options added after the study's runs, left out of a run's configuration (so
-#: of its folder name and recipe) while off: adding one renames no finished run.
-OPT_IN = {"augment": False, "gce_q": 0.0}
+#: of its folder name and recipe) while at their default: adding one renames no run.
+OPT_IN = ("augment", "gce_q")
 #: ``--quick``: the smoke profile on tiny sets (seconds), for the tests.
 QUICK_GRID = [
     dict(experiment="ablation", variant=("full", "text_only"), seed=(0,),
@@ -151,8 +151,9 @@ def effective_config(cell: Cell) -> dict:
     model_d, train_d = dataclasses.asdict(model), dataclasses.asdict(train)
     model_d["text"]["name"] = model_d["text"]["name"] and Path(model_d["text"]["name"]).name
     train_d.pop("num_threads")
-    for name, off in OPT_IN.items():  # off: as before the option existed
-        if train_d[name] == off:
+    off = dataclasses.asdict(type(train)())
+    for name in OPT_IN:  # at its default: as before the option existed
+        if train_d[name] == off[name]:
             train_d.pop(name)
     return {"profile": cell.profile, "model": model_d, "train": train_d}
 

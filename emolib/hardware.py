@@ -17,6 +17,8 @@ import os
 
 import torch
 
+from emolib.config import PRECISIONS as CHOICES
+
 #: Bytes kept for backward per (layer x token x hidden unit) and sample under 16-bit
 #: autocast. Measured: BERT-base + ViT-B/16 at 64 tokens / 224 px, bf16, batch 128 on an
 #: H200 peaked at 13.4 GiB, 3.3 of them weights, gradients and AdamW state: ~81 MiB per
@@ -34,7 +36,8 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-PRECISIONS = ("bf16", "fp16", "fp32")
+#: What autocast and the GradScaler take: config's choices, once "auto" is resolved.
+PRECISIONS = tuple(p for p in CHOICES if p != "auto")
 
 
 def choose_precision(device: torch.device, requested: str = "auto",
