@@ -240,6 +240,17 @@ def test_compute_loss_of_a_one_branch_model_is_the_ce():
         F.cross_entropy(out.logits, LABELS, ignore_index=-100).item(), rel=1e-12)
 
 
+def test_compute_loss_with_q_makes_its_ce_term_the_generalized_one():
+    out = Out()
+    loss, parts = compute_loss(out, LABELS, 0.5, q=0.7)
+    gce = classification_loss(out.logits, LABELS, q=0.7)
+    nce = clip_loss(out.text_embed, out.image_embed, out.logit_scale)
+    assert parts["ce"].item() == pytest.approx(gce.item(), rel=1e-12)
+    assert loss.item() == pytest.approx(gce.item() + 0.5 * nce.item(), rel=1e-12)
+    ce = F.cross_entropy(out.logits, LABELS, ignore_index=-100)
+    assert abs(parts["ce"].item() - ce.item()) > 0.1  # not the plain CE
+
+
 def test_compute_loss_gradient_to_the_embeddings_scales_with_lambda():
     grads = []
     for weight in (1.0, 3.0):
