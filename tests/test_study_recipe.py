@@ -37,23 +37,40 @@ def test_the_cpu_recipe_keeps_the_default_emosynth_schedule():
     assert get_profile("smoke").train.min_epoch_steps == 0
 
 
-def test_augment_flips_and_shifts_each_image_within_its_own_pixels():
+@pytest.mark.parametrize("side", [8, 16, 24])  # pad = max(1, side // 8): 1, 2, 3 px
+def test_augment_is_a_flip_and_a_reflected_shift_of_at_most_an_eighth(side):
+    """Every output is one of the 2 x (2 pad + 1)^2 flips and shifts of its reflect-padded
+    input; over 300 images every offset 0..2 pad occurs and about half are flipped."""
+    import numpy as np
     import torch
 
     from emolib.train import augment
 
-    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    pad = max(1, side // 8)
+    images = torch.randint(1, 256, (300, 3, side, side), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(side))
     torch.manual_seed(0)
     out = augment(images)
     assert out.shape == images.shape and out.dtype == torch.uint8
     assert not torch.equal(out, images)
-    # a flip and a shift of at most 2 px (16 / 8): the centre 12 x 12 of the result is a
-    # window of the image or of its mirror
+
+    def candidates(img):
+        """(flipped, y, x) -> that flip of ``img``, reflect-padded, cropped at (y, x)."""
+        for flipped, src in enumerate((img, img.flip(-1))):
+            padded = torch.nn.functional.pad(src[None].float(), (pad,) * 4, mode="reflect")
+            padded = padded[0].to(img.dtype)
+            for y in range(2 * pad + 1):
+                for x in range(2 * pad + 1):
+                    yield (flipped, y, x), padded[:, y:y + side, x:x + side]
+
+    flips, offsets = [], set()
     for img, res in zip(images, out, strict=True):
-        windows = [src[:, y:y + 12, x:x + 12] for src in (img, img.flip(-1))
-                   for y in range(5) for x in range(5)]
-        assert any(torch.equal(res[:, 2:14, 2:14], w) for w in windows)
+        found = [draw for draw, window in candidates(img) if torch.equal(res, window)]
+        assert found, "not a flip and a reflected shift within the pad"
+        flips.append(found[0][0])
+        offsets.update(found[0][1:])
+    assert offsets == set(range(2 * pad + 1))
+    assert 0.4 < np.mean(flips) < 0.6
     torch.manual_seed(0)
     assert torch.equal(augment(images), out), "the same seed, the same draws"
 

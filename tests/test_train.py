@@ -935,29 +935,6 @@ def test_train_step_takes_the_generalized_ce_from_the_config():
                                                       strict=True))
 
 
-@pytest.mark.parametrize("side", [8, 24])  # pad = max(1, side // 8): 1 and 3 pixels
-def test_augment_is_a_flip_and_a_reflected_shift_of_at_most_an_eighth(side):
-    """Every output is one of the 2 x (2 pad + 1)^2 flips and shifts of its reflect-padded
-    input; over 300 images every offset 0..2 pad occurs and about half are flipped."""
-    pad = max(1, side // 8)
-    images = torch.randint(1, 256, (300, 3, side, side), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(side))
-    torch.manual_seed(0)
-    out = T.augment(images)
-    assert out.shape == images.shape and out.dtype == torch.uint8
-    flips, offsets = [], set()
-    for img, res in zip(images, out, strict=True):
-        found = [(f, y, x) for f, src in enumerate((img, img.flip(-1)))
-                 for padded in [torch.nn.functional.pad(src[None].float(), (pad,) * 4,
-                                                        mode="reflect")[0].to(img.dtype)]
-                 for y in range(2 * pad + 1) for x in range(2 * pad + 1)
-                 if torch.equal(res, padded[:, y:y + side, x:x + side])]
-        assert found, "not a flip and a reflected shift within the pad"
-        flips.append(found[0][0])
-        offsets.update(found[0][1:])
-    assert offsets == set(range(2 * pad + 1))
-    assert 0.4 < np.mean(flips) < 0.6
-
 
 def test_fit_trains_on_the_augmented_images_only_when_asked(uneven_exp, tmp_path,
                                                               monkeypatch):
